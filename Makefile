@@ -1,0 +1,49 @@
+# make demo  — venv, install, migrate, demo data, and web + worker + beat on embedded
+#              defaults (SQLite, filesystem broker, file cache). Ctrl-C stops all.
+# make test  — install test deps and run the whole suite on PostgreSQL + Redis.
+# make bench — benchmarks (figures go to bench/RESULTS.md by hand).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/transbot
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+TEST_ENV = DATABASE_URL=$(TEST_DATABASE_URL) CACHE_URL=$(TEST_REDIS_URL) \
+	CELERY_BROKER_URL=$(TEST_REDIS_URL) VAR_DIR=$(CURDIR)/var/test
+
+.PHONY: demo test bench lint install install-dev migrate clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(PY)
+	$(PIP) install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(PY)
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+demo: install
+	bash scripts/demo.sh
+
+test: install-dev
+	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install-dev
+	$(TEST_ENV) $(PY) bench/run.py $(BENCH)
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf var staticfiles

@@ -1,0 +1,104 @@
+"""Audit every change made through the admin, with before and after values.
+
+Mix ``AuditedAdminMixin`` into a ModelAdmin. The admin wraps a change form in one
+transaction, so the change and its audit record commit together. Many-to-many fields
+(a user's groups and permissions) are saved after the object, so "after" is taken once
+the related objects are saved.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db import models
+
+from audit.services import Actor, audit_record, json_safe
+
+SECRET_FIELDS = {"password", "key", "hashed_key", "secret", "token"}
+
+
+def snapshot(obj: models.Model | None, *, exclude: set[str] = frozenset()) -> dict[str, Any]:
+    if obj is None or obj.pk is None:
+        return {}
+    data: dict[str, Any] = {}
+    for field in obj._meta.concrete_fields:
+        if field.name in exclude:
+            continue
+        value = field.value_from_object(obj)
+        data[field.name] = "<redacted>" if field.name in SECRET_FIELDS and value else value
+    for field in obj._meta.many_to_many:
+        if field.name not in exclude:
+            data[field.name] = sorted(str(o) for o in getattr(obj, field.name).all())
+    return json_safe(data)
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    changed = {}
+    for name in sorted(set(before) | set(after)):
+        if before.get(name) != after.get(name):
+            changed[name] = {"before": before.get(name), "after": after.get(name)}
+    return changed
+
+
+def _company_of(obj: models.Model) -> models.Model | None:
+    from billing.models import Company
+
+    if isinstance(obj, Company):
+        return obj
+    company = getattr(obj, "company", None)
+    return company if isinstance(company, Company) else None
+
+
+class AuditedAdminMixin:
+    audit_exclude: set[str] = {"last_login"}
+
+    def _action_name(self, verb: str) -> str:
+        return f"admin.{self.model._meta.label_lower}.{verb}"
+
+    def save_model(self, request, obj, form, change):
+        before = {}
+        if change and obj.pk is not None:
+            stored = type(obj)._default_manager.filter(pk=obj.pk).first()
+            before = snapshot(stored, exclude=self.audit_exclude)
+        request._audit_before = before
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        obj = form.instance
+        obj.refresh_from_db()
+        before = getattr(request, "_audit_before", {})
+        after = snapshot(obj, exclude=self.audit_exclude)
+        changes = diff(before, after)
+        if change and not changes:
+            return
+        audit_record(
+            action=self._action_name("change" if change else "add"),
+            actor=Actor.of_user(request.user),
+            target=obj,
+            company=_company_of(obj),
+            details={"changes": changes},
+        )
+
+    def delete_model(self, request, obj):
+        self._audit_delete(request, obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self._audit_delete(request, obj)
+        super().delete_queryset(request, queryset)
+
+    def _audit_delete(self, request, obj):
+        audit_record(
+            action=self._action_name("delete"),
+            actor=Actor.of_user(request.user),
+            target=obj,
+            company=_company_of(obj),
+            details={"before": snapshot(obj, exclude=self.audit_exclude)},
+        )
+
+
+class AuditedModelAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    pass

@@ -1,0 +1,18 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from audit.selectors import audit_verify_chain
+
+
+class Command(BaseCommand):
+    help = "Walk the audit chain; name the first broken record and exit non-zero if any."
+
+    def handle(self, *args, **options):
+        result = audit_verify_chain()
+        if not result.ok:
+            b = result.broken
+            where = f"record #{b.seq}" + (f" (id {b.pk})" if b.pk is not None else "")
+            raise CommandError(
+                f"audit chain BROKEN at {where}: {b.reason}. "
+                f"{result.checked} records before it verify."
+            )
+        self.stdout.write(self.style.SUCCESS(f"audit chain OK: {result.checked} records verify."))

@@ -1,0 +1,80 @@
+"""The append-only audit trail.
+
+Each record carries ``hash = sha256(prev_hash + canonical content)``, so changing,
+removing or reordering any record breaks every hash after it; ``audit_verify`` finds the
+first break. ``seq`` is unique and handed out by the single ``ChainHead`` row, which
+appenders lock: concurrent writers queue on that row and the chain never forks.
+On PostgreSQL a trigger rejects UPDATE, DELETE and TRUNCATE; the ORM refuses as well.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class AppendOnlyError(Exception):
+    """Audit records cannot be changed or deleted."""
+
+
+class AuditLogQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AppendOnlyError("audit records cannot be updated")
+
+    def delete(self):
+        raise AppendOnlyError("audit records cannot be deleted")
+
+    _raw_delete = delete
+
+
+class ActorType(models.TextChoices):
+    USER = "user", "User"
+    SYSTEM = "system", "System task"
+    EXTERNAL = "external", "Outside caller"
+
+
+class AuditLog(models.Model):
+    seq = models.BigIntegerField(unique=True, editable=False)
+    created_at = models.DateTimeField(db_index=True, editable=False)
+    actor_type = models.CharField(max_length=10, choices=ActorType.choices)
+    # No foreign keys: deleting a user or company must not touch (or be blocked by) history.
+    actor_user_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    actor_label = models.CharField(max_length=150, db_index=True)
+    action = models.CharField(max_length=100, db_index=True)
+    target_type = models.CharField(max_length=100, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_repr = models.CharField(max_length=200, blank=True)
+    company_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    company_name = models.CharField(max_length=200, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    prev_hash = models.CharField(max_length=64, editable=False)
+    hash = models.CharField(max_length=64, unique=True, editable=False)
+
+    objects = AuditLogQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-seq"]
+        indexes = [models.Index(fields=["target_type", "target_id"])]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.action} by {self.actor_label}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AppendOnlyError("audit records cannot be updated")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("audit records cannot be deleted")
+
+
+class ChainHead(models.Model):
+    """One row: the last sequence number and hash. Appenders lock it to extend the chain."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    seq = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+
+    def __str__(self) -> str:
+        return f"audit chain at #{self.seq}"

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole back office on one machine: web, Celery worker and beat (plus the stand-in
+# regions), on embedded defaults unless DATABASE_URL / CELERY_BROKER_URL / CACHE_URL say
+# otherwise. Ctrl-C stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+PORT=${PORT:-8000}
+mkdir -p var
+
+$PY manage.py migrate --noinput
+$PY manage.py demo_data
+
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+.venv/bin/celery -A trans_bot worker --loglevel=INFO --concurrency=2 >var/worker.log 2>&1 &
+pids+=($!)
+.venv/bin/celery -A trans_bot beat --loglevel=INFO >var/beat.log 2>&1 &
+pids+=($!)
+
+cat <<MSG
+
+  Trans Bot back office is starting on http://127.0.0.1:${PORT}/
+    admin:    http://127.0.0.1:${PORT}/admin/   (login printed above)
+    API docs: http://127.0.0.1:${PORT}/api/docs/
+    health:   http://127.0.0.1:${PORT}/healthz
+  worker and beat log to var/worker.log and var/beat.log. Ctrl-C stops everything.
+
+MSG
+$PY manage.py runserver "127.0.0.1:${PORT}" --noreload
