@@ -30,7 +30,7 @@ class Broker(HealthCheck):
         from trans_bot.celery import app
 
         try:
-            with app.connection_for_write() as conn:
+            with app.connection_for_write(app.conf.broker_url) as conn:
                 conn.ensure_connection(max_retries=1, timeout=self.timeout.total_seconds())
         except Exception as exc:  # any transport error means "broker down"
             raise ServiceUnavailable(f"broker unreachable: {type(exc).__name__}") from exc

@@ -1,0 +1,82 @@
+"""Access changes and logins made through the admin land in the audit trail."""
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.urls import reverse
+
+from audit.models import AuditLog
+
+pytestmark = pytest.mark.django_db
+
+
+def test_changing_a_users_groups_and_permissions_is_audited_with_before_and_after(ops_client, staff_user):
+    billing_ops = Group.objects.create(name="billing-ops")
+    perm = Permission.objects.get(codename="view_auditlog")
+    url = reverse("admin:auth_user_change", args=[staff_user.pk])
+    response = ops_client.post(
+        url,
+        {
+            "username": staff_user.username,
+            "email": staff_user.email,
+            "is_active": "on",
+            "is_staff": "on",
+            "is_superuser": "on",
+            "groups": [billing_ops.pk],
+            "user_permissions": [perm.pk],
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00",
+        },
+    )
+    assert response.status_code == 302, response.content[:2000]
+    log = AuditLog.objects.get(action="admin.auth.user.change")
+    assert log.actor_label == "olivia"
+    assert log.target_id == str(staff_user.pk)
+    changes = log.details["changes"]
+    assert changes["is_superuser"] == {"before": False, "after": True}
+    assert changes["groups"] == {"before": [], "after": ["billing-ops"]}
+    assert changes["user_permissions"]["after"] == [str(perm)]
+    assert "password" not in changes
+    assert log.request_id and log.ip == "127.0.0.1"
+
+
+def test_deleting_a_group_is_audited(ops_client):
+    group = Group.objects.create(name="contractors")
+    response = ops_client.post(reverse("admin:auth_group_delete", args=[group.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    log = AuditLog.objects.get(action="admin.auth.group.delete")
+    assert log.details["before"]["name"] == "contractors"
+
+
+def test_an_admin_login_and_a_failed_login_are_audited(client, ops_user):
+    login = reverse("admin:login")
+    client.post(login, {"username": "olivia", "password": "wrong"})
+    client.post(login, {"username": "olivia", "password": "pw-olivia-123"})
+    failed = AuditLog.objects.get(action="auth.login_failed")
+    assert failed.actor_type == "external" and failed.target_repr == "olivia"
+    ok = AuditLog.objects.get(action="auth.login")
+    assert ok.actor_label == "olivia" and ok.actor_user_id == ops_user.pk
+
+
+def test_the_audit_admin_is_read_only_even_for_superusers(ops_client):
+    from audit.services import Actor, audit_record
+
+    log = audit_record(action="a.one", actor=Actor.system("t"), details={"k": "v"})
+    assert ops_client.get(reverse("admin:audit_auditlog_add")).status_code == 403
+    assert ops_client.post(reverse("admin:audit_auditlog_delete", args=[log.pk]), {"post": "yes"}).status_code == 403
+    page = ops_client.get(reverse("admin:audit_auditlog_change", args=[log.pk]))
+    assert page.status_code == 200
+    assert log.hash in page.content.decode()
+    ops_client.post(reverse("admin:audit_auditlog_change", args=[log.pk]), {"action": "a.forged"})
+    assert AuditLog.objects.get(pk=log.pk).action == "a.one"
+    listing = ops_client.get(reverse("admin:audit_auditlog_changelist"), {"action": "a.one"})
+    assert listing.status_code == 200 and "a.one" in listing.content.decode()
+
+
+def test_saving_a_form_without_changes_writes_no_change_record(ops_client):
+    group = Group.objects.create(name="night-shift")
+    url = reverse("admin:auth_group_change", args=[group.pk])
+    assert ops_client.post(url, {"name": "night-shift"}).status_code == 302
+    assert not AuditLog.objects.filter(action="admin.auth.group.change").exists()
+    assert ops_client.post(url, {"name": "day-shift"}).status_code == 302
+    log = AuditLog.objects.get(action="admin.auth.group.change")
+    assert log.details["changes"] == {"name": {"before": "night-shift", "after": "day-shift"}}
