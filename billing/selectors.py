@@ -1,0 +1,46 @@
+"""Reads about companies, their people and their plans."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.utils import timezone
+
+from billing.models import Company, CompanyAPIKey, Membership, MembershipRole, Tier
+from billing.periods import period_bounds
+
+
+def company_period(company: Company, at: datetime | None = None) -> tuple[datetime, datetime]:
+    """The company's billing period [start, end) containing ``at`` (default now), UTC."""
+    return period_bounds(company.billing_anchor_day, at or timezone.now())
+
+
+def company_owner_emails(company: Company) -> list[str]:
+    """Addresses of the company's active owners: who gets usage warnings and billing alerts."""
+    emails = (
+        Membership.objects.filter(company=company, role=MembershipRole.OWNER, user__is_active=True)
+        .exclude(user__email="")
+        .order_by("user__email")
+        .values_list("user__email", flat=True)
+    )
+    return list(dict.fromkeys(emails))
+
+
+def companies_of_user(user) -> list[Company]:
+    if user is None or not user.is_authenticated:
+        return []
+    return list(Company.objects.filter(memberships__user=user).select_related("tier"))
+
+
+def membership_role(*, user, company: Company) -> str | None:
+    return (
+        Membership.objects.filter(user=user, company=company).values_list("role", flat=True).first()
+    )
+
+
+def public_tiers() -> list[Tier]:
+    return list(Tier.objects.filter(is_public=True).prefetch_related("limits__feature"))
+
+
+def api_key_company(key: CompanyAPIKey) -> Company:
+    return key.company
