@@ -101,6 +101,7 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
     # Web, worker and beat share one file: wait for the write lock instead of failing,
     # and take it at the start of a transaction so read-then-write never deadlocks.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -120,6 +121,8 @@ CACHES = {"default": env.cache_url("CACHE_URL", default=f"filecache://{VAR_DIR /
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = VAR_DIR / "broker"
+    for _folder in ("queue", "control"):
+        (_queue_dir / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir / "queue"),
         "data_folder_out": str(_queue_dir / "queue"),
@@ -214,6 +217,21 @@ REGION_NAME = env.str("REGION_NAME", default="primary")
 
 # Incoming-webhook URL; empty means Slack is off (the admin says so).
 SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")
+# Per-kind webhook overrides, longest dotted prefix wins, e.g.
+# "usage=https://hooks.slack.com/...,region.failover=https://hooks.slack.com/..."
+# (an incoming webhook posts to one channel, so a channel override is a webhook URL).
+SLACK_KIND_WEBHOOKS = env.dict("SLACK_KIND_WEBHOOKS", default={})
+# Failed deliveries retry with exponential backoff (base * 2^(attempt-1), capped) and
+# give up after NOTIFY_GIVE_UP_AFTER seconds: the alert is marked failed and an ops task opened.
+NOTIFY_RETRY_BASE_SECONDS = env.int("NOTIFY_RETRY_BASE_SECONDS", default=30)
+NOTIFY_RETRY_MAX_SECONDS = env.int("NOTIFY_RETRY_MAX_SECONDS", default=3600)
+NOTIFY_GIVE_UP_AFTER = env.int("NOTIFY_GIVE_UP_AFTER", default=24 * 3600)
+# A claimed ("sending") alert whose worker died is handed back after this many seconds.
+NOTIFY_SENDING_TIMEOUT = env.int("NOTIFY_SENDING_TIMEOUT", default=300)
+# Storm damping: more than THRESHOLD alerts of one kind in one WINDOW are folded into a
+# single summary sent at the end of the window.
+NOTIFY_STORM_THRESHOLD = env.int("NOTIFY_STORM_THRESHOLD", default=10)
+NOTIFY_STORM_WINDOW_SECONDS = env.int("NOTIFY_STORM_WINDOW_SECONDS", default=60)
 
 # --- Stripe ---------------------------------------------------------------------------
 
