@@ -213,6 +213,22 @@ SPECTACULAR_SETTINGS = {
 # The region this deployment serves (a Region slug, see the regions admin).
 REGION_NAME = env.str("REGION_NAME", default="primary")
 
+# --- Usage ----------------------------------------------------------------------------
+
+# A feature is at "warning" from this share of its included quantity (and "exceeded" above 100 %).
+USAGE_WARNING_PERCENT = env.int("USAGE_WARNING_PERCENT", default=80)
+# Hours after a period closes during which late events for it are still accepted.
+USAGE_GRACE_HOURS = env.int("USAGE_GRACE_HOURS", default=24)
+# How far ahead of the server clock an event's occurred_at may be (clock skew).
+USAGE_MAX_FUTURE_SECONDS = env.int("USAGE_MAX_FUTURE_SECONDS", default=300)
+# Events per ingestion request, and the largest quantity one event may carry.
+USAGE_MAX_BATCH = env.int("USAGE_MAX_BATCH", default=1000)
+USAGE_MAX_QUANTITY = env.int("USAGE_MAX_QUANTITY", default=1_000_000)
+# Largest ingestion request body in bytes; larger bodies get 413 before being read.
+USAGE_MAX_BODY_BYTES = env.int("USAGE_MAX_BODY_BYTES", default=1_048_576)
+# New threshold crossings the monitor commits per transaction (a crash loses at most one batch).
+USAGE_MONITOR_BATCH = env.int("USAGE_MONITOR_BATCH", default=200)
+
 # --- Notifications (Slack) ------------------------------------------------------------
 
 # Incoming-webhook URL; empty means Slack is off (the admin says so).
