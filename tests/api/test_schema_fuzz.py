@@ -1,0 +1,49 @@
+"""Every endpoint in the OpenAPI schema is fuzzed: no input may cause a 5xx, and every
+response must match the schema. New endpoints are covered as soon as they are added."""
+
+import pytest
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+import schemathesis
+from hypothesis import HealthCheck, settings
+from rest_framework.authtoken.models import Token
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
+
+from trans_bot.wsgi import application
+
+
+@pytest.fixture
+def api_schema(db):
+    # Like Django's test client: keep the test's connection (and its transaction) open
+    # across the WSGI calls instead of closing it at the end of each request.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield schemathesis.openapi.from_wsgi("/api/schema/", application)
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def staff_token(ops_user):
+    return Token.objects.create(user=ops_user).key
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_input_causes_a_server_error_or_breaks_the_schema(case, staff_token):
+    case.call_and_validate(
+        headers={"Authorization": f"Token {staff_token}"},
+        checks=[not_a_server_error, response_schema_conformance],
+    )
+
+
+def test_the_schema_and_docs_are_served(client):
+    schema_response = client.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert schema_response.status_code == 200
+    assert schema_response.json()["info"]["title"] == "Trans Bot back office API"
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200 and b"swagger" in docs.content.lower()
