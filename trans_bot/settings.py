@@ -67,6 +67,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "trans_bot.middleware.RequestContextMiddleware",
+    "regions.middleware.RegionRoutingMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -212,6 +213,13 @@ SPECTACULAR_SETTINGS = {
 
 # The region this deployment serves (a Region slug, see the regions admin).
 REGION_NAME = env.str("REGION_NAME", default="primary")
+# Paths the routing middleware acts on (writes 307 to the active region, 503 when none
+# is healthy), and paths it never touches whatever region is active.
+REGIONS_ROUTED_PREFIXES = env.list("REGIONS_ROUTED_PREFIXES", default=["/api/"])
+REGIONS_ROUTING_EXEMPT = env.list(
+    "REGIONS_ROUTING_EXEMPT",
+    default=["/healthz", "/admin/", "/api/v1/billing/stripe/webhook/"],
+)
 
 # --- Usage ----------------------------------------------------------------------------
 

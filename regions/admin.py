@@ -1,0 +1,287 @@
+"""Regions admin: the ops view of who serves traffic, how healthy each region is, and the
+buttons to move traffic. Every write goes through ``regions.services``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import Count, Q
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from audit.admin_mixins import AuditedModelAdmin
+from audit.services import Actor
+from regions import routing, services
+from regions.models import FailoverEvent, FailoverPolicy, GameDay, Probe, Region, RegionStatus
+
+COLOURS = {
+    RegionStatus.HEALTHY: "#1a7f37",
+    RegionStatus.UNHEALTHY: "#cf222e",
+    RegionStatus.UNKNOWN: "#6e7781",
+}
+
+
+def _badge(text: str, colour: str):
+    return format_html(
+        '<span style="background:{};color:#fff;padding:2px 8px;border-radius:9px;font-weight:600">{}</span>',
+        colour,
+        text,
+    )
+
+
+class FailoverForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        max_length=2000,
+        help_text="Why you move traffic: goes to the audit trail and the alert.",
+    )
+    force = forms.BooleanField(required=False, help_text="Move even though the region is not healthy.")
+    pin = forms.BooleanField(
+        required=False, help_text="Pin: automation will not move traffic away until the pin is released."
+    )
+
+
+@admin.register(Region)
+class RegionAdmin(AuditedModelAdmin):
+    list_display = [
+        "name",
+        "active_badge",
+        "status_badge",
+        "latency",
+        "consecutive_failures",
+        "uptime_24h",
+        "last_checked_at",
+        "order",
+        "enabled",
+    ]
+    list_filter = ["status", "is_active", "enabled"]
+    search_fields = ["name", "slug", "base_url"]
+    ordering = ["order", "pk"]
+    actions = ["fail_over_to"]
+    readonly_fields = [
+        "is_active",
+        "status",
+        "status_changed_at",
+        "consecutive_failures",
+        "consecutive_successes",
+        "failing_since",
+        "last_checked_at",
+        "last_latency_ms",
+        "last_status_code",
+        "last_error",
+    ]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "base_url", "order", "enabled"]}),
+        (
+            "Probe",
+            {"fields": ["health_path", "probe_timeout", "expected_status", "body_contains", "drill_fail"]},
+        ),
+        ("Live state", {"fields": readonly_fields}),
+    ]
+
+    def get_queryset(self, request):
+        since = timezone.now() - timedelta(days=1)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                probes_24h=Count("probes", filter=Q(probes__checked_at__gte=since)),
+                ok_24h=Count("probes", filter=Q(probes__checked_at__gte=since, probes__ok=True)),
+            )
+        )
+
+    @admin.display(description="Active", ordering="is_active")
+    def active_badge(self, obj):
+        return _badge("ACTIVE", "#0969da") if obj.is_active else "standby"
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj):
+        return _badge(obj.get_status_display(), COLOURS.get(obj.status, "#6e7781"))
+
+    @admin.display(description="Latency", ordering="last_latency_ms")
+    def latency(self, obj):
+        return f"{obj.last_latency_ms:.0f} ms" if obj.last_latency_ms is not None else "–"
+
+    @admin.display(description="Uptime 24 h")
+    def uptime_24h(self, obj):
+        if not getattr(obj, "probes_24h", 0):
+            return "–"
+        return f"{100 * obj.ok_24h / obj.probes_24h:.2f} %"
+
+    def has_fail_over_permission(self, request) -> bool:
+        return request.user.has_perm("regions.fail_over")
+
+    @admin.action(description="Fail over to the selected region…", permissions=["fail_over"])
+    def fail_over_to(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one region to fail over to.", messages.ERROR)
+            return None
+        region = queryset.get()
+        active = Region.objects.filter(is_active=True).first()
+        form = FailoverForm(request.POST if "confirm" in request.POST else None)
+        if "confirm" in request.POST and form.is_valid():
+            try:
+                event = services.region_fail_over(
+                    to=region,
+                    reason=form.cleaned_data["reason"],
+                    force=form.cleaned_data["force"],
+                    pin=form.cleaned_data["pin"],
+                    actor=Actor.of_user(request.user),
+                    user=request.user,
+                )
+            except services.FailoverRefused as exc:
+                form.add_error("force" if exc.field == "to" else exc.field, str(exc))
+            else:
+                self.message_user(request, f"Traffic moved: {event}.", messages.SUCCESS)
+                return None
+        return TemplateResponse(
+            request,
+            "admin/regions/region/failover_confirm.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Fail over to {region.name}",
+                "opts": self.model._meta,
+                "region": region,
+                "active": active,
+                "form": form,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        transaction.on_commit(routing.publish)
+
+
+class PolicyForm(forms.ModelForm):
+    release_pin = forms.BooleanField(
+        required=False, label="Release the pin", help_text="Give the active region back to automation."
+    )
+
+    class Meta:
+        model = FailoverPolicy
+        fields = [
+            "multi_region_enabled",
+            "read_policy",
+            "probe_interval_seconds",
+            "failure_threshold",
+            "recovery_threshold",
+            "probe_retention_days",
+            "auto_failback",
+            "cooldown_seconds",
+            "slo_target",
+        ]
+
+
+@admin.register(FailoverPolicy)
+class FailoverPolicyAdmin(AuditedModelAdmin):
+    form = PolicyForm
+    list_display = [
+        "__str__",
+        "multi_region_enabled",
+        "probe_interval_seconds",
+        "failure_threshold",
+        "recovery_threshold",
+        "auto_failback",
+        "cooldown_seconds",
+        "pinned_region",
+        "slo_target",
+    ]
+    readonly_fields = [
+        "pinned_region",
+        "pinned_by",
+        "pinned_at",
+        "pin_reason",
+        "epoch",
+        "last_failover_at",
+        "stranded_since",
+        "stranded_reason",
+    ]
+    fieldsets = [
+        (None, {"fields": ["multi_region_enabled", "read_policy"]}),
+        (
+            "Probing",
+            {
+                "fields": [
+                    "probe_interval_seconds",
+                    "failure_threshold",
+                    "recovery_threshold",
+                    "probe_retention_days",
+                ]
+            },
+        ),
+        ("Failover", {"fields": ["auto_failback", "cooldown_seconds", "slo_target"]}),
+        ("Pin", {"fields": ["pinned_region", "pinned_by", "pinned_at", "pin_reason", "release_pin"]}),
+        ("State", {"fields": ["epoch", "last_failover_at", "stranded_since", "stranded_reason"]}),
+    ]
+
+    def has_add_permission(self, request):
+        return not FailoverPolicy.objects.exists() and super().has_add_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        obj.pk = 1
+        super().save_model(request, obj, form, change)
+        if form.cleaned_data.get("release_pin"):
+            services.policy_release_pin(actor=Actor.of_user(request.user))
+            self.message_user(request, "Pin released: automation may move traffic again.")
+        services.policy_changed(policy=obj)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(FailoverEvent)
+class FailoverEventAdmin(ReadOnlyAdmin):
+    list_display = [
+        "decided_at",
+        "kind",
+        "from_region",
+        "to_region",
+        "actor",
+        "reason",
+        "forced",
+        "pinned",
+        "failing_since",
+    ]
+    list_filter = ["kind", "forced", "pinned"]
+    search_fields = ["reason", "actor"]
+    list_select_related = ["from_region", "to_region"]
+    date_hierarchy = "decided_at"
+
+
+@admin.register(Probe)
+class ProbeAdmin(ReadOnlyAdmin):
+    list_display = ["checked_at", "region", "ok", "status_code", "latency_ms", "error", "was_active"]
+    list_filter = ["ok", "region", "was_active"]
+    list_select_related = ["region"]
+    date_hierarchy = "checked_at"
+    show_full_result_count = False
+
+
+@admin.register(GameDay)
+class GameDayAdmin(ReadOnlyAdmin):
+    list_display = [
+        "started_at",
+        "region",
+        "method",
+        "detected_after_s",
+        "switched_after_s",
+        "switched_to",
+        "succeeded",
+    ]
+    list_select_related = ["region", "switched_to"]
