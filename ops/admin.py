@@ -1,0 +1,250 @@
+"""Admin for the ops spine: the ops task queue (where ops work) and the alert outbox
+(read-only: what was sent, what failed and why). Status changes go through services,
+which audit them."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
+
+from audit.admin_mixins import AuditedModelAdmin
+from audit.services import Actor
+from ops import selectors, services
+from ops.models import Notification, NotificationStatus, OpsTask, TaskStatus
+
+STATUS_COLOURS = {
+    NotificationStatus.PENDING: "#b26a00",
+    NotificationStatus.SENDING: "#0a58ca",
+    NotificationStatus.SENT: "#1e7e34",
+    NotificationStatus.FAILED: "#c62828",
+    NotificationStatus.FOLDED: "#6c757d",
+    TaskStatus.OPEN: "#c62828",
+    TaskStatus.ACKNOWLEDGED: "#b26a00",
+    TaskStatus.RESOLVED: "#1e7e34",
+    TaskStatus.DISMISSED: "#6c757d",
+}
+SEVERITY_COLOURS = {"critical": "#c62828", "high": "#d9480f", "warning": "#b26a00", "medium": "#b26a00"}
+
+
+def _badge(text: str, colour: str) -> str:
+    return format_html(
+        '<span style="color:#fff;background:{};padding:1px 6px;border-radius:3px">{}</span>', colour, text
+    )
+
+
+class NoteForm(forms.Form):
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+        help_text="What was done, or why nothing needs doing. Stored on the task and in the audit trail.",
+    )
+
+
+@admin.register(OpsTask)
+class OpsTaskAdmin(AuditedModelAdmin):
+    list_display = (
+        "title", "kind", "severity_badge", "status_badge", "company", "assignee", "due_at", "created_at",
+    )
+    list_filter = ("status", "kind", "severity", "assignee", "company")
+    search_fields = ("title", "details", "kind", "dedup_key", "company__name")
+    list_select_related = ("company", "assignee")
+    date_hierarchy = "created_at"
+    actions = ("acknowledge", "assign_to_me", "resolve_with_note", "dismiss_with_note")
+    fieldsets = (
+        (None, {"fields": ("title", "kind", "severity", "status", "details")}),
+        ("Where", {"fields": ("company", "target_link")}),
+        ("Work", {"fields": ("assignee", "due_at", "resolution_note")}),
+        ("History", {"fields": ("created_at", "acknowledged_at", "closed_at", "dedup_key", "audit_history")}),
+    )
+    readonly_fields = (
+        "title", "kind", "status", "details", "company", "target_link", "resolution_note",
+        "created_at", "acknowledged_at", "closed_at", "dedup_key", "audit_history",
+    )
+    raw_id_fields = ("assignee",)
+
+    def has_add_permission(self, request):
+        return False  # tasks are opened by the jobs that find the problem
+
+    @admin.display(description="severity", ordering="severity")
+    def severity_badge(self, obj):
+        return _badge(obj.get_severity_display(), SEVERITY_COLOURS.get(obj.severity, "#6c757d"))
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        return _badge(obj.get_status_display(), STATUS_COLOURS.get(obj.status, "#6c757d"))
+
+    @admin.display(description="target")
+    def target_link(self, obj):
+        if obj.target_content_type is None:
+            return "—"
+        model = obj.target_content_type.model_class()
+        target = obj.target
+        if target is not None:
+            label = str(target)
+        else:
+            label = f"{obj.target_content_type} #{obj.target_object_id} (gone)"
+        if model is None or target is None:
+            return label
+        try:
+            url = reverse(
+                f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[obj.target_object_id]
+            )
+        except NoReverseMatch:
+            return label
+        return format_html('<a href="{}">{}: {}</a>', url, model._meta.verbose_name, label)
+
+    @admin.display(description="audit history")
+    def audit_history(self, obj):
+        rows = list(selectors.task_audit_history(task=obj))
+        if not rows:
+            return "—"
+        body = format_html_join(
+            "",
+            "<tr><td>#{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    log.seq,
+                    log.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                    log.action,
+                    log.actor_label,
+                    Truncator(log.details.get("note") or _changes_text(log.details)).chars(200),
+                )
+                for log in rows
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>seq</th><th>when</th><th>action</th><th>who</th><th>details</th>"
+            "</tr></thead><tbody>{}</tbody></table>",
+            body,
+        )
+
+    def _each(self, request, queryset, change, verb: str) -> None:
+        actor = Actor.of_user(request.user)
+        done = sum(1 for task in queryset if change(task, actor))
+        skipped = queryset.count() - done
+        self.message_user(request, f"{done} task(s) {verb}." + (
+            f" {skipped} skipped (already in a state that does not allow it)." if skipped else ""
+        ), messages.SUCCESS if done else messages.WARNING)
+
+    @admin.action(description="Acknowledge selected tasks")
+    def acknowledge(self, request, queryset):
+        self._each(
+            request, queryset, lambda t, a: services.ops_task_acknowledge(task=t, actor=a), "acknowledged"
+        )
+
+    @admin.action(description="Assign selected tasks to me")
+    def assign_to_me(self, request, queryset):
+        self._each(
+            request,
+            queryset,
+            lambda t, a: services.ops_task_assign(task=t, assignee=request.user, actor=a),
+            f"assigned to {request.user.get_username()}",
+        )
+
+    @admin.action(description="Resolve selected tasks (with a note)")
+    def resolve_with_note(self, request, queryset):
+        return self._with_note(
+            request, queryset, services.ops_task_resolve, "resolve_with_note", "resolved", "Resolve"
+        )
+
+    @admin.action(description="Dismiss selected tasks (with a note)")
+    def dismiss_with_note(self, request, queryset):
+        return self._with_note(
+            request, queryset, services.ops_task_dismiss, "dismiss_with_note", "dismissed", "Dismiss"
+        )
+
+    def _with_note(self, request, queryset, change, action: str, verb: str, label: str):
+        """An intermediate page asks for the note; posting it applies the change."""
+        form = NoteForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            note = form.cleaned_data["note"]
+            self._each(request, queryset, lambda t, a: change(task=t, note=note, actor=a), verb)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{label} {queryset.count()} task(s)",
+            "opts": self.model._meta,
+            "queryset": queryset,
+            "form": form,
+            "action": action,
+            "verb": verb,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/ops/opstask/note_action.html", context)
+
+
+def _changes_text(details: dict) -> str:
+    changes = details.get("changes") or {}
+    return ", ".join(f"{k}: {v.get('before')} → {v.get('after')}" for k, v in changes.items()) or str(
+        details.get("status", "")
+    )
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    """Read-only: the outbox is the delivery record. "Retry now" is the one thing ops do."""
+
+    list_display = (
+        "id", "created_at", "kind", "severity", "short_title", "status_badge", "slack_status", "email_status",
+        "attempts", "next_attempt_at", "short_error",
+    )
+    list_filter = ("status", "kind", "severity", "slack_status", "email_status", "is_summary")
+    search_fields = ("title", "text", "kind", "dedup_key", "last_error")
+    list_select_related = ("company",)
+    date_hierarchy = "created_at"
+    actions = ("retry_now",)
+    fieldsets = (
+        (None, {"fields": ("kind", "severity", "title", "text", "fields", "link", "company")}),
+        ("Delivery", {"fields": (
+            "status", "attempts", "last_error", "next_attempt_at", "give_up_at", "claimed_at", "sent_at",
+            "slack_status", "email_status", "email_to",
+        )}),
+        ("Dedup and storms", {"fields": ("dedup_key", "is_summary", "folded_into", "created_at")}),
+    )
+    readonly_fields = [f for fs in fieldsets for f in fs[1]["fields"]]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        if request.method == "GET" and not services.slack_is_configured():
+            self.message_user(
+                request,
+                "Slack is off: SLACK_WEBHOOK_URL is empty, so alerts go by e-mail only "
+                "(their Slack status reads 'Off'). Set it and run 'manage.py notify_test'.",
+                messages.WARNING,
+            )
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="title", ordering="title")
+    def short_title(self, obj):
+        return Truncator(obj.title).chars(80)
+
+    @admin.display(description="last error")
+    def short_error(self, obj):
+        return Truncator(obj.last_error).chars(80)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        return _badge(obj.get_status_display(), STATUS_COLOURS.get(obj.status, "#6c757d"))
+
+    @admin.action(description="Retry now (pending or failed alerts)")
+    def retry_now(self, request, queryset):
+        actor = Actor.of_user(request.user)
+        done = sum(1 for n in queryset if services.notification_retry_now(notification=n, actor=actor))
+        skipped = queryset.count() - done
+        self.message_user(
+            request,
+            f"{done} alert(s) queued for delivery now."
+            + (f" {skipped} skipped (already sent, sending or folded)." if skipped else ""),
+            messages.SUCCESS if done else messages.WARNING,
+        )
