@@ -1,0 +1,57 @@
+"""Writes to companies, memberships and API keys (Stripe lives elsewhere)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from audit.services import Actor, audit_record
+from billing.models import Company, CompanyAPIKey
+
+
+def company_api_key_create(*, company: Company, name: str, actor: Actor) -> tuple[CompanyAPIKey, str]:
+    """Create a key and return it with its secret, which is shown once and never stored."""
+    with transaction.atomic():
+        key, secret = CompanyAPIKey.objects.create_key(company=company, name=name)
+        audit_record(
+            action="billing.api_key.create",
+            actor=actor,
+            target=key,
+            company=company,
+            details={"name": name, "prefix": key.prefix},
+        )
+    return key, secret
+
+
+def company_api_key_revoke(*, key: CompanyAPIKey, actor: Actor) -> bool:
+    """Revoke for good. Returns False when it was already revoked (another admin got there first)."""
+    with transaction.atomic():
+        changed = CompanyAPIKey.objects.filter(pk=key.pk, revoked=False).update(revoked=True)
+        if changed:
+            audit_record(
+                action="billing.api_key.revoke",
+                actor=actor,
+                target=key,
+                company=key.company,
+                details={"name": key.name, "prefix": key.prefix},
+            )
+    return bool(changed)
+
+
+def company_set_tier(*, company: Company, tier: Any, actor: Actor, reason: str = "") -> bool:
+    """Move a company to another tier (admin, or the billing flow). Audited."""
+    with transaction.atomic():
+        before = Company.objects.select_for_update().values_list("tier__code", flat=True).get(pk=company.pk)
+        if before == tier.code:
+            return False
+        Company.objects.filter(pk=company.pk).update(tier=tier)
+        company.tier = tier
+        audit_record(
+            action="billing.company.tier_change",
+            actor=actor,
+            target=company,
+            company=company,
+            details={"from": before, "to": tier.code, "reason": reason},
+        )
+    return True

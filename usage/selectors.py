@@ -1,0 +1,226 @@
+"""Reads of usage: the usage meter (summary with plan comparison).
+
+The summary reads counters only, in one aggregate query over every (tier, feature) pair
+joined with the limits and this period's counters: its cost does not grow with events,
+features or tiers in number of queries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from billing.models import Company
+from billing.selectors import company_period
+
+
+class Level:
+    OK = "ok"
+    WARNING = "warning"
+    EXCEEDED = "exceeded"
+
+
+def usage_level(used: int, included: int | None, warning_percent: int | None = None) -> str:
+    """ok below the warning share, warning from it up to the limit itself, exceeded above."""
+    if included is None:
+        return Level.OK
+    warn = settings.USAGE_WARNING_PERCENT if warning_percent is None else warning_percent
+    if used > included:
+        return Level.EXCEEDED
+    if used * 100 >= included * warn and (included > 0 or used > 0):
+        return Level.WARNING
+    return Level.OK
+
+
+def overage_units(used: int, included: int | None) -> int:
+    return 0 if included is None else max(0, used - included)
+
+
+_SUMMARY_SQL = """
+SELECT t.id, t.code, t.name, t.monthly_price, t.currency,
+       f.id, f.code, f.name, f.unit,
+       l.id, l.included, l.overage_unit_price,
+       COALESCE(c.used, 0)
+FROM billing_tier t
+CROSS JOIN billing_feature f
+LEFT JOIN billing_tierlimit l ON l.tier_id = t.id AND l.feature_id = f.id
+LEFT JOIN usage_usagecounter c
+       ON c.company_id = %s AND c.feature_id = f.id AND c.period_start = %s
+WHERE t.is_public OR t.id = %s
+ORDER BY t."order", t.monthly_price, t.id, f."order", f.code
+"""
+
+
+@dataclass
+class _Row:
+    tier_id: int
+    tier_code: str
+    tier_name: str
+    price: int
+    currency: str
+    feature_id: int
+    feature_code: str
+    feature_name: str
+    unit: str
+    limit_id: int | None
+    included: int | None
+    overage_price: int
+    used: int
+
+
+def _feature_cost(used: int, included: int | None, unit_price: int) -> int:
+    return overage_units(used, included) * unit_price
+
+
+def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, Any]:
+    """The usage meter for the company's current period. A tier without a limit row for a
+    feature treats it as unlimited and free (a newly added feature alerts nobody)."""
+    now = at or timezone.now()
+    start, end = company_period(company, now)
+    with connection.cursor() as cursor:
+        cursor.execute(_SUMMARY_SQL, [company.pk, start, company.tier_id])
+        rows = [_Row(*r) for r in cursor.fetchall()]
+    for row in rows:
+        if row.limit_id is None:
+            row.included, row.overage_price = None, 0
+
+    elapsed = max((now - start).total_seconds(), 0.0)
+    length = (end - start).total_seconds()
+    # Linear projection to the end of the period; none in its first hour (too noisy).
+    factor = length / elapsed if elapsed >= 3600 else 1.0
+
+    tiers: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        tier = tiers.setdefault(
+            row.tier_id,
+            {
+                "code": row.tier_code,
+                "name": row.tier_name,
+                "monthly_price": row.price,
+                "currency": row.currency,
+                "limits": [],
+                "overage_cost": 0,
+                "projected_overage_cost": 0,
+            },
+        )
+        tier["limits"].append(
+            {
+                "feature": row.feature_code,
+                "included": row.included,
+                "overage_unit_price": row.overage_price,
+            }
+        )
+        tier["overage_cost"] += _feature_cost(row.used, row.included, row.overage_price)
+        tier["projected_overage_cost"] += _feature_cost(
+            int(row.used * factor), row.included, row.overage_price
+        )
+
+    features = []
+    for row in rows:
+        if row.tier_id != company.tier_id:
+            continue
+        included = row.included
+        percent = None
+        if included:
+            percent = round(row.used * 100 / included, 1)
+        elif included == 0:
+            percent = 0.0 if row.used == 0 else None
+        units = overage_units(row.used, included)
+        features.append(
+            {
+                "feature": row.feature_code,
+                "name": row.feature_name,
+                "unit": row.unit,
+                "used": row.used,
+                "limit": included,
+                "remaining": None if included is None else max(0, included - row.used),
+                "percent": percent,
+                "status": usage_level(row.used, included),
+                "overage_units": units,
+                "overage_unit_price": row.overage_price,
+                "overage_cost": units * row.overage_price,
+                "projected_used": int(row.used * factor),
+            }
+        )
+
+    current = tiers[company.tier_id]
+    for tier in tiers.values():
+        tier["cost_at_current_usage"] = tier["monthly_price"] + tier["overage_cost"]
+        tier["projected_cost"] = tier["monthly_price"] + tier["projected_overage_cost"]
+    # Cheapest for this period's usage so far; ties go to the smaller plan (listed first).
+    recommended = min(tiers.values(), key=lambda t: t["cost_at_current_usage"])
+    upgrade_tiers = []
+    for tier_id, tier in tiers.items():
+        upgrade_tiers.append(
+            {
+                "code": tier["code"],
+                "name": tier["name"],
+                "monthly_price": tier["monthly_price"],
+                "currency": tier["currency"],
+                "limits": tier["limits"],
+                "cost_at_current_usage": tier["cost_at_current_usage"],
+                "projected_cost": tier["projected_cost"],
+                "current": tier_id == company.tier_id,
+                "recommended": tier is recommended,
+            }
+        )
+    return {
+        "company": {"id": company.pk, "slug": company.slug, "name": company.name, "status": company.status},
+        "period": {"start": start, "end": end},
+        "tier": {
+            "code": current["code"],
+            "name": current["name"],
+            "monthly_price": current["monthly_price"],
+            "currency": current["currency"],
+        },
+        "features": features,
+        "totals": {
+            "currency": current["currency"],
+            "base_price": current["monthly_price"],
+            "overage_cost": current["overage_cost"],
+            "total_so_far": current["cost_at_current_usage"],
+            "projected_overage_cost": current["projected_overage_cost"],
+            "projected_total": current["projected_cost"],
+        },
+        "upgrade": {
+            "recommended": recommended["code"],
+            "suggested": recommended is not current,
+            "tiers": upgrade_tiers,
+        },
+    }
+
+
+def plans_list() -> list[dict[str, Any]]:
+    """Public tiers with their limits, in comparison order (one query)."""
+    from billing.models import Tier
+
+    out = []
+    for tier in Tier.objects.filter(is_public=True).prefetch_related("limits__feature").order_by(
+        "order", "monthly_price", "id"
+    ):
+        out.append(
+            {
+                "code": tier.code,
+                "name": tier.name,
+                "monthly_price": tier.monthly_price,
+                "currency": tier.currency,
+                "limits": [
+                    {
+                        "feature": limit.feature.code,
+                        "name": limit.feature.name,
+                        "unit": limit.feature.unit,
+                        "included": limit.included,
+                        "overage_unit_price": limit.overage_unit_price,
+                    }
+                    for limit in sorted(
+                        tier.limits.all(), key=lambda lim: (lim.feature.order, lim.feature.code)
+                    )
+                ],
+            }
+        )
+    return out
