@@ -162,3 +162,6 @@ class CompanyAPIKey(AbstractAPIKey):
     class Meta(AbstractAPIKey.Meta):
         verbose_name = "company API key"
         verbose_name_plural = "company API keys"
+
+
+from billing.models_stripe import *  # noqa: E402,F401,F403

@@ -265,6 +265,23 @@ STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 STRIPE_API_VERSION = env.str("STRIPE_API_VERSION", default="2025-03-31.basil")
 STRIPE_LIVE_BILLING = env.bool("STRIPE_LIVE_BILLING", default=False)
+# Retries inside the SDK (same idempotency key) before our own backoff takes over.
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+# Webhook signatures older than this many seconds are refused (Stripe's default: 300).
+STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
+# Where Checkout and the Billing Portal send the customer back to (the frontend).
+BILLING_RETURN_URL = env.str("BILLING_RETURN_URL", default=SITE_URL + "/")
+# Overage reports that fail transiently retry with backoff (base * 2^(n-1), capped) and
+# give up after BILLING_REPORT_MAX_ATTEMPTS (an ops task then says so).
+BILLING_RETRY_BASE_SECONDS = env.int("BILLING_RETRY_BASE_SECONDS", default=60)
+BILLING_RETRY_MAX_SECONDS = env.int("BILLING_RETRY_MAX_SECONDS", default=3600)
+BILLING_REPORT_MAX_ATTEMPTS = env.int("BILLING_REPORT_MAX_ATTEMPTS", default=10)
+# A report claimed by a worker that died (or crashed before recording Stripe's answer) is
+# sent again, with the same identifier, after this many seconds.
+BILLING_SENDING_TIMEOUT = env.int("BILLING_SENDING_TIMEOUT", default=300)
+# Closed periods are still reported for this many days (late events within the usage grace
+# window); keep it well inside Stripe's 35-day meter-event window.
+BILLING_CLOSED_PERIOD_LOOKBACK_DAYS = env.int("BILLING_CLOSED_PERIOD_LOOKBACK_DAYS", default=3)
 
 # --- Logging --------------------------------------------------------------------------
 

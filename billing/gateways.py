@@ -1,0 +1,236 @@
+"""The only place that talks to Stripe.
+
+Everything goes through the real ``stripe`` SDK's ``StripeClient`` (never the global
+key), with the API version pinned (``STRIPE_API_VERSION``) and the base address taken
+from ``STRIPE_API_BASE`` so tests point it at a local stand-in. Every POST carries an
+idempotency key chosen by the caller from something stable (a row id, an identifier),
+so a retry after a lost answer repeats the request instead of doing it twice.
+
+One error type, ``StripeGatewayError``, says whether trying again can help.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import stripe
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+DUPLICATE_METER_EVENT = "An event already exists with identifier"
+
+
+class StripeGatewayError(Exception):
+    """Stripe did not do what we asked. ``retryable`` says whether the same request may
+    succeed later (network, 5xx, rate limits, lock contention) or never will (a bad key,
+    a bad parameter, an unknown customer)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        code: str | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.code = code
+        self.body = body or {}
+
+
+@dataclass(frozen=True)
+class MeterEventResult:
+    """Stripe's answer to a meter event: ``duplicate`` when Stripe already had an event
+    with this identifier (it was delivered before; nothing was added)."""
+
+    duplicate: bool
+    body: dict[str, Any]
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    if obj is None:
+        return {}
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    return dict(obj)
+
+
+def _translate(exc: stripe.StripeError) -> StripeGatewayError:
+    status = exc.http_status
+    headers = {str(k).lower(): v for k, v in (exc.headers or {}).items()}
+    should_retry = headers.get("stripe-should-retry")
+    if isinstance(exc, stripe.APIConnectionError):
+        retryable = True
+    elif should_retry in ("true", "false"):
+        retryable = should_retry == "true"
+    elif isinstance(exc, stripe.RateLimitError) or status in (409, 429):
+        retryable = True
+    elif isinstance(exc, stripe.APIError) or (status is not None and status >= 500):
+        retryable = True
+    else:
+        retryable = False
+    error = (exc.json_body or {}).get("error") if isinstance(exc.json_body, dict) else None
+    message = (error or {}).get("message") or str(exc) or exc.__class__.__name__
+    return StripeGatewayError(
+        f"Stripe {status or 'connection'} error: {message}",
+        retryable=retryable,
+        status=status,
+        code=exc.code,
+        body=exc.json_body if isinstance(exc.json_body, dict) else None,
+    )
+
+
+class StripeClient:
+    """Our small Stripe API: what billing needs, nothing else."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        api_base: str | None = None,
+        api_version: str | None = None,
+        max_network_retries: int | None = None,
+    ) -> None:
+        api_key = api_key if api_key is not None else settings.STRIPE_SECRET_KEY
+        if not api_key:
+            raise StripeGatewayError("STRIPE_SECRET_KEY is not configured", retryable=False)
+        base = api_base if api_base is not None else settings.STRIPE_API_BASE
+        base_addresses: dict[str, str] = {}
+        if base:
+            base_addresses = {"api": base, "connect": base, "files": base, "meter_events": base}
+        self._client = stripe.StripeClient(
+            api_key,
+            stripe_version=api_version or settings.STRIPE_API_VERSION,
+            base_addresses=base_addresses,  # type: ignore[arg-type]
+            max_network_retries=(
+                settings.STRIPE_MAX_NETWORK_RETRIES if max_network_retries is None else max_network_retries
+            ),
+        )
+
+    # --- customers ----------------------------------------------------------------
+
+    def customer_create(
+        self, *, name: str, email: str | None, metadata: dict[str, str], idempotency_key: str
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"name": name, "metadata": metadata}
+        if email:
+            params["email"] = email
+        return self._post(self._client.v1.customers.create, params, idempotency_key)
+
+    # --- meter events -------------------------------------------------------------
+
+    def meter_event_create(
+        self, *, event_name: str, customer_id: str, value: int, identifier: str, timestamp: datetime
+    ) -> MeterEventResult:
+        """Report usage. Stripe answers a repeated ``identifier`` with a 400 "An event
+        already exists with identifier ..."; that means it was delivered before."""
+        params = {
+            "event_name": event_name,
+            "payload": {"stripe_customer_id": customer_id, "value": str(value)},
+            "identifier": identifier,
+            "timestamp": int(timestamp.timestamp()),
+        }
+        try:
+            body = self._post(self._client.v1.billing.meter_events.create, params, f"meter-{identifier}")
+        except StripeGatewayError as exc:
+            message = str((exc.body.get("error") or {}).get("message", ""))
+            if exc.status == 400 and message.startswith(DUPLICATE_METER_EVENT):
+                return MeterEventResult(duplicate=True, body=exc.body)
+            raise
+        return MeterEventResult(duplicate=False, body=body)
+
+    def meter_event_total(self, *, meter_id: str, customer_id: str, start: datetime, end: datetime) -> int:
+        """Stripe's aggregated value of a meter for a customer over [start, end)."""
+        params = {
+            "customer": customer_id,
+            "start_time": int(start.timestamp()),
+            "end_time": int(end.timestamp()),
+        }
+        try:
+            page = self._client.v1.billing.meters.event_summaries.list(meter_id, params=params)  # type: ignore[arg-type]
+        except stripe.StripeError as exc:
+            raise _translate(exc) from exc
+        return int(sum(summary.aggregated_value for summary in page.data))
+
+    # --- subscriptions, checkout, portal ---------------------------------------------
+
+    def subscription_retrieve(self, subscription_id: str) -> dict[str, Any]:
+        try:
+            return _plain(self._client.v1.subscriptions.retrieve(subscription_id))
+        except stripe.StripeError as exc:
+            raise _translate(exc) from exc
+
+    def subscription_change_price(
+        self,
+        *,
+        subscription_id: str,
+        item_id: str,
+        price_id: str,
+        proration_behavior: str,
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        params = {
+            "items": [{"id": item_id, "price": price_id}],
+            "proration_behavior": proration_behavior,
+        }
+        return self._post(
+            lambda params, options: self._client.v1.subscriptions.update(
+                subscription_id, params=params, options=options
+            ),
+            params,
+            idempotency_key,
+        )
+
+    def checkout_session_create(
+        self,
+        *,
+        customer_id: str,
+        price_id: str,
+        success_url: str,
+        cancel_url: str,
+        metadata: dict[str, str],
+        client_reference_id: str,
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        params = {
+            "mode": "subscription",
+            "customer": customer_id,
+            "line_items": [{"price": price_id, "quantity": 1}],
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "client_reference_id": client_reference_id,
+            "metadata": metadata,
+            "subscription_data": {"metadata": metadata},
+        }
+        return self._post(self._client.v1.checkout.sessions.create, params, idempotency_key)
+
+    def portal_session_create(
+        self, *, customer_id: str, return_url: str, idempotency_key: str
+    ) -> dict[str, Any]:
+        params = {"customer": customer_id, "return_url": return_url}
+        return self._post(self._client.v1.billing_portal.sessions.create, params, idempotency_key)
+
+    # --- plumbing -------------------------------------------------------------------
+
+    @staticmethod
+    def _post(method: Any, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        if not idempotency_key:
+            raise ValueError("every POST to Stripe needs an idempotency key")
+        try:
+            result = method(params=params, options={"idempotency_key": idempotency_key[:255]})
+        except stripe.StripeError as exc:
+            raise _translate(exc) from exc
+        return _plain(result)
+
+
+def stripe_client() -> StripeClient:
+    """A client configured from settings (a new one per call: cheap, and settings may
+    change in tests)."""
+    return StripeClient()
