@@ -338,10 +338,13 @@ def notifications_deliver_due(*, limit: int = 500) -> dict[str, int]:
 def notification_retry_now(*, notification: Notification, actor: Actor) -> bool:
     """Make a pending or failed alert due now, with a fresh give-up deadline."""
     now = timezone.now()
+    retryable = [NotificationStatus.PENDING, NotificationStatus.FAILED]
     with transaction.atomic():
-        changed = Notification.objects.filter(
-            pk=notification.pk, status__in=[NotificationStatus.PENDING, NotificationStatus.FAILED]
-        ).update(
+        current = Notification.objects.select_for_update().filter(pk=notification.pk, status__in=retryable)
+        before = current.values_list("status", flat=True).first()
+        if before is None:
+            return False
+        Notification.objects.filter(pk=notification.pk).update(
             status=NotificationStatus.PENDING,
             next_attempt_at=now,
             give_up_at=now + timedelta(seconds=settings.NOTIFY_GIVE_UP_AFTER),
@@ -354,14 +357,12 @@ def notification_retry_now(*, notification: Notification, actor: Actor) -> bool:
                 default=F("email_status"),
             ),
         )
-        if not changed:
-            return False
         audit_record(
             action="ops.notification.retry",
             actor=actor,
             target=notification,
             company=notification.company,
-            details={"from": notification.status, "to": NotificationStatus.PENDING},
+            details={"from": before, "to": NotificationStatus.PENDING},
         )
         pk = notification.pk
         transaction.on_commit(lambda: _enqueue_delivery(pk))

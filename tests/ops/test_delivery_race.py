@@ -1,0 +1,47 @@
+"""Several workers delivering the same outbox: each alert goes out once."""
+
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection, transaction
+
+from ops.models import Notification, NotificationStatus
+from ops.services import notification_deliver, notify
+
+
+@pytest.mark.django_db(transaction=True)
+def test_four_workers_racing_over_200_pending_alerts_deliver_each_exactly_once(fake_slack, settings):
+    settings.NOTIFY_STORM_THRESHOLD = 100_000  # this test is about claiming, not storms
+    with transaction.atomic():
+        ids = [
+            notify(kind="race.test", title=f"alert {i:03d}", text="...", email_to=[]).pk for i in range(200)
+        ]
+    barrier = threading.Barrier(4)
+    outcomes: Counter[str] = Counter()
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            mine = Counter(notification_deliver(notification_id=pk) for pk in ids)
+            with lock:
+                outcomes.update(mine)
+        except BaseException as exc:  # surfaced below; a thread's exception would vanish
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    titles = [m["text"].splitlines()[0] for m in fake_slack.messages]
+    assert len(titles) == 200
+    assert sorted(titles) == sorted(f"[Info] alert {i:03d}" for i in range(200))
+    assert outcomes == {"sent": 200, "skipped": 600}
+    assert set(Notification.objects.values_list("status", "attempts")) == {(NotificationStatus.SENT, 1)}
