@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 import time_machine
@@ -65,7 +65,9 @@ def test_the_same_timestamp_written_differently_is_still_a_duplicate(acme, key_c
     client = key_client(acme)
     with time_machine.travel(datetime(2026, 11, 10, 12, tzinfo=UTC), tick=False):
         post(client, [{"feature": "quotes", "idempotency_key": "t", "occurred_at": "2026-11-10T10:00:00Z"}])
-        r = post(client, [{"feature": "quotes", "idempotency_key": "t", "occurred_at": "2026-11-10T11:00:00+01:00"}])
+        r = post(
+            client, [{"feature": "quotes", "idempotency_key": "t", "occurred_at": "2026-11-10T11:00+01:00"}]
+        )
     assert r.json()["duplicates"] == 1
 
 
