@@ -1,0 +1,64 @@
+"""``manage.py notify_test``: send one test alert through every configured channel, now,
+and print what each channel did, so ops can check the wiring after a config change."""
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from ops.models import ChannelStatus, Notification
+from ops.services import notification_deliver, notify, slack_webhook_for
+
+
+def _mask(url: str) -> str:
+    """Show where a webhook points without printing its secret path."""
+    head, _, tail = url.rpartition("/")
+    return f"{head}/{tail[:4]}…" if tail else url
+
+
+class Command(BaseCommand):
+    help = "Send a test alert to Slack and the ops e-mail addresses and report what happened."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--email", action="append", help="Send the e-mail here instead of OPS_EMAILS.")
+        parser.add_argument(
+            "--kind", default="ops.test", help="Kind to send as (to check per-kind webhooks)."
+        )
+
+    def handle(self, *args, **options):
+        kind = options["kind"]
+        now = timezone.now()
+        with transaction.atomic():
+            notification = notify(
+                kind=kind,
+                title="Test alert from the Trans Bot back office",
+                text=(
+                    f"Sent by `manage.py notify_test` on {now:%Y-%m-%d %H:%M:%S} UTC.\n"
+                    "What to do: nothing. If you can read this, this channel works."
+                ),
+                link=settings.SITE_URL + reverse("admin:ops_notification_changelist"),
+                email_to=options["email"],
+                fields={"Site": settings.SITE_URL},
+            )
+        outcome = notification_deliver(notification_id=notification.pk)
+        notification = Notification.objects.get(pk=notification.pk)
+
+        url = slack_webhook_for(kind)
+        slack_line = {
+            ChannelStatus.SENT: f"sent to {_mask(url)}",
+            ChannelStatus.OFF: "off (SLACK_WEBHOOK_URL is empty)",
+            ChannelStatus.PENDING: f"NOT sent, will retry: {notification.last_error}",
+            ChannelStatus.FAILED: f"FAILED: {notification.last_error}",
+        }.get(notification.slack_status, notification.get_slack_status_display())
+        email_line = {
+            ChannelStatus.SENT: f"sent to {', '.join(notification.email_to)} via {settings.EMAIL_BACKEND}",
+            ChannelStatus.NONE: "no recipients (OPS_EMAILS is empty)",
+            ChannelStatus.PENDING: f"NOT sent, will retry: {notification.last_error}",
+            ChannelStatus.FAILED: f"FAILED: {notification.last_error}",
+        }.get(notification.email_status, notification.get_email_status_display())
+        ok = outcome == "sent"
+        style = self.style.SUCCESS if ok else self.style.ERROR
+        self.stdout.write(f"Slack:  {slack_line}")
+        self.stdout.write(f"E-mail: {email_line}")
+        self.stdout.write(style(f"Test alert #{notification.pk}: {notification.get_status_display()}"))

@@ -1,0 +1,38 @@
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+
+@pytest.mark.django_db
+def test_it_sends_a_test_alert_through_slack_and_email_and_says_so(fake_slack, ops_emails, mailoutbox):
+    out = StringIO()
+    call_command("notify_test", stdout=out)
+
+    assert len(fake_slack.messages) == 1
+    assert "Test alert from the Trans Bot back office" in fake_slack.messages[0]["text"]
+    assert "If you can read this, this channel works" in fake_slack.messages[0]["text"]
+    assert mailoutbox[0].to == ops_emails
+    printed = out.getvalue()
+    assert "Slack:  sent to http://127.0.0.1:" in printed
+    assert "E-mail: sent to ops@transbot.local, oncall@transbot.local" in printed
+    assert ": Sent" in printed
+
+
+@pytest.mark.django_db
+def test_it_says_slack_is_off_when_no_webhook_is_set(settings, ops_emails, mailoutbox):
+    settings.SLACK_WEBHOOK_URL = ""
+    out = StringIO()
+    call_command("notify_test", "--email", "me@transbot.local", stdout=out)
+
+    assert "Slack:  off (SLACK_WEBHOOK_URL is empty)" in out.getvalue()
+    assert mailoutbox[0].to == ["me@transbot.local"]
+
+
+@pytest.mark.django_db
+def test_it_reports_a_failing_slack(fake_slack, ops_emails):
+    fake_slack.fail_next(1, status=403, body="invalid_token")
+    out = StringIO()
+    call_command("notify_test", stdout=out)
+    assert "Slack:  FAILED: slack: Slack answered HTTP 403: invalid_token" in out.getvalue()
+    assert ": Failed" in out.getvalue()
