@@ -40,7 +40,7 @@ test: install-dev
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install-dev
-	$(TEST_ENV) $(PY) bench/run.py $(BENCH)
+	$(TEST_ENV) DEBUG=false $(PY) bench/run.py $(BENCH)
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

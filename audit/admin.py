@@ -25,7 +25,9 @@ class AuditLogAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("seq", "created_at", "action")}),
         ("Who", {"fields": ("actor_type", "actor_label", "actor_user_id", "ip", "request_id")}),
-        ("What", {"fields": ("target_type", "target_id", "target_repr", "company_name", "company_id", "pretty_details")}),
+        ("What", {"fields": (
+            "target_type", "target_id", "target_repr", "company_name", "company_id", "pretty_details",
+        )}),
         ("Tamper evidence", {"fields": ("prev_hash", "hash")}),
     )
     readonly_fields = [f for fs in fieldsets for f in fs[1]["fields"]]

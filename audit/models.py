@@ -37,8 +37,8 @@ class AuditLog(models.Model):
     created_at = models.DateTimeField(db_index=True, editable=False)
     actor_type = models.CharField(max_length=10, choices=ActorType.choices)
     # No foreign keys: deleting a user or company must not touch (or be blocked by) history.
-    actor_user_id = models.BigIntegerField(null=True, blank=True, db_index=True)
-    actor_label = models.CharField(max_length=150, db_index=True)
+    actor_user_id = models.BigIntegerField(null=True, blank=True)
+    actor_label = models.CharField(max_length=150)
     action = models.CharField(max_length=100, db_index=True)
     target_type = models.CharField(max_length=100, blank=True)
     target_id = models.CharField(max_length=64, blank=True)
@@ -49,7 +49,7 @@ class AuditLog(models.Model):
     request_id = models.CharField(max_length=64, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     prev_hash = models.CharField(max_length=64, editable=False)
-    hash = models.CharField(max_length=64, unique=True, editable=False)
+    hash = models.CharField(max_length=64, editable=False)
 
     objects = AuditLogQuerySet.as_manager()
 

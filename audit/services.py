@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from audit.models import ActorType, AuditLog, ChainHead
@@ -57,9 +57,9 @@ def json_safe(value: Any) -> Any:
 
 
 def canonical_content(log: AuditLog) -> str:
+    """The record's content, in one canonical form (everything but its chain position)."""
     return json.dumps(
         {
-            "seq": log.seq,
             "created_at": log.created_at.astimezone(UTC).isoformat(),
             "actor_type": log.actor_type,
             "actor_user_id": log.actor_user_id,
@@ -80,16 +80,72 @@ def canonical_content(log: AuditLog) -> str:
     )
 
 
+def chain_hash(*, prev_hash: str, seq: int, content: str) -> str:
+    """sha256(prev_hash + seq + "|" + content). PostgreSQL computes the same expression
+    in the append statement (see ``_APPEND_SQL``); ``audit_verify`` recomputes it here."""
+    return hashlib.sha256(f"{prev_hash}{seq}|{content}".encode()).hexdigest()
+
+
 def compute_hash(*, prev_hash: str, log: AuditLog) -> str:
-    return hashlib.sha256((prev_hash + canonical_content(log)).encode()).hexdigest()
+    return chain_hash(prev_hash=prev_hash, seq=log.seq, content=canonical_content(log))
 
 
-def _lock_head() -> ChainHead:
-    head = ChainHead.objects.select_for_update().filter(pk=1).first()
-    if head is None:
-        ChainHead.objects.bulk_create([ChainHead(pk=1, seq=0, hash=GENESIS_HASH)], ignore_conflicts=True)
-        head = ChainHead.objects.select_for_update().get(pk=1)
-    return head
+_COLUMNS = [
+    "created_at", "actor_type", "actor_user_id", "actor_label", "action", "target_type",
+    "target_id", "target_repr", "company_id", "company_name", "details", "request_id", "ip",
+]
+
+# One round trip: lock the head, advance it, hash, insert. Concurrent appenders queue on
+# the head row's lock until the appending transaction ends, then see the new head.
+_APPEND_SQL = f"""
+WITH prev AS (
+    SELECT seq, hash FROM audit_chainhead WHERE id = 1 FOR UPDATE
+), head AS (
+    UPDATE audit_chainhead h
+       SET seq = prev.seq + 1,
+           hash = encode(sha256(convert_to(
+               prev.hash || (prev.seq + 1)::text || '|' || %(content)s, 'UTF8')), 'hex')
+      FROM prev
+     WHERE h.id = 1
+ RETURNING h.seq, h.hash, prev.hash AS prev_hash
+)
+INSERT INTO audit_auditlog (seq, prev_hash, hash, {", ".join(_COLUMNS)})
+SELECT head.seq, head.prev_hash, head.hash, {", ".join(f"%({c})s" for c in _COLUMNS)}
+  FROM head
+RETURNING id, seq, prev_hash, hash
+"""  # noqa: S608 (the interpolated names are constants)
+
+
+def _ensure_head() -> None:
+    ChainHead.objects.bulk_create([ChainHead(pk=1, seq=0, hash=GENESIS_HASH)], ignore_conflicts=True)
+
+
+def _append_postgresql(log: AuditLog, content: str) -> None:
+    params = {c: getattr(log, c) for c in _COLUMNS}
+    params["details"] = json.dumps(log.details)
+    params["content"] = content
+    with connection.cursor() as cursor:
+        for _ in range(2):
+            cursor.execute(_APPEND_SQL, params)
+            row = cursor.fetchone()
+            if row is not None:
+                log.pk, log.seq, log.prev_hash, log.hash = row
+                log._state.adding = False
+                return
+            _ensure_head()  # the head row is gone only after a table flush
+    raise RuntimeError("audit chain head could not be created")
+
+
+def _append_portable(log: AuditLog, content: str) -> None:
+    with transaction.atomic():
+        head = ChainHead.objects.select_for_update().filter(pk=1).first()
+        if head is None:
+            _ensure_head()
+            head = ChainHead.objects.select_for_update().get(pk=1)
+        log.seq, log.prev_hash = head.seq + 1, head.hash
+        log.hash = chain_hash(prev_hash=head.hash, seq=log.seq, content=content)
+        log.save(force_insert=True)
+        ChainHead.objects.filter(pk=1).update(seq=log.seq, hash=log.hash)
 
 
 def _target_fields(target: models.Model | Target | None) -> dict[str, str]:
@@ -116,24 +172,22 @@ def audit_record(
     the chain head stays locked until that transaction ends, which is what keeps the
     chain unbroken under concurrent writers (keep audited transactions short)."""
     ctx = context.current()
-    with transaction.atomic():
-        head = _lock_head()
-        log = AuditLog(
-            seq=head.seq + 1,
-            created_at=timezone.now(),
-            actor_type=actor.type,
-            actor_user_id=actor.user_id,
-            actor_label=actor.label[:150],
-            action=action,
-            company_id=company.pk if company is not None else None,
-            company_name=str(company)[:200] if company is not None else "",
-            details=json_safe(details or {}),
-            request_id=ctx.request_id,
-            ip=ctx.ip,
-            prev_hash=head.hash,
-            **_target_fields(target),
-        )
-        log.hash = compute_hash(prev_hash=head.hash, log=log)
-        log.save(force_insert=True)
-        ChainHead.objects.filter(pk=1).update(seq=log.seq, hash=log.hash)
+    log = AuditLog(
+        created_at=timezone.now(),
+        actor_type=actor.type,
+        actor_user_id=actor.user_id,
+        actor_label=actor.label[:150],
+        action=action,
+        company_id=company.pk if company is not None else None,
+        company_name=str(company)[:200] if company is not None else "",
+        details=json_safe(details or {}),
+        request_id=ctx.request_id,
+        ip=ctx.ip,
+        **_target_fields(target),
+    )
+    content = canonical_content(log)
+    if connection.vendor == "postgresql":
+        _append_postgresql(log, content)
+    else:
+        _append_portable(log, content)
     return log

@@ -23,7 +23,11 @@ def test_a_bad_field_deep_in_a_batch_is_named_by_its_path(client, outsider):
     error = response.json()["error"]
     assert error["code"] == "invalid"
     assert error["fields"] == [
-        {"field": "events.2.quantity", "code": "min_value", "message": "Ensure this value is greater than or equal to 1."}
+        {
+            "field": "events.2.quantity",
+            "code": "min_value",
+            "message": "Ensure this value is greater than or equal to 1.",
+        }
     ]
     assert error["message"].startswith("events.2.quantity:")
 
