@@ -11,11 +11,14 @@ whether trying again can help.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
+
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per probe is noise
 
 
 class RegionGatewayError(Exception):
