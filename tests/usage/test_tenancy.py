@@ -1,0 +1,61 @@
+"""A company's users and keys see only that company: anything else is 404."""
+
+from __future__ import annotations
+
+import pytest
+
+from billing.models import Membership
+
+pytestmark = pytest.mark.django_db
+URL = "/api/v1/usage/summary/"
+
+
+def test_a_key_of_one_company_gets_404_for_another(acme, globex, key_client):
+    client = key_client(acme)
+    assert client.get(URL, {"company": globex.slug}).status_code == 404
+    assert client.get(URL, {"company": str(globex.pk)}).status_code == 404
+    r = client.get(URL, {"company": acme.slug})
+    assert r.status_code == 200
+    assert r.json()["company"]["slug"] == acme.slug
+
+
+def test_a_user_of_one_company_gets_404_for_another(acme, globex, member_client):
+    client = member_client(acme.owner)
+    r = client.get(URL, {"company": globex.slug})
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "not_found"
+    assert client.get(URL, {"company": "no-such-company"}).status_code == 404
+    assert client.get(URL).json()["company"]["slug"] == acme.slug
+
+
+def test_a_user_without_a_company_gets_404(acme, outsider, member_client):
+    client = member_client(outsider)
+    assert client.get(URL).status_code == 404
+    assert client.get(URL, {"company": acme.slug}).status_code == 404
+
+
+def test_a_member_of_two_companies_names_one(acme, globex, member_client):
+    Membership.objects.create(user=acme.owner, company=globex, role="member")
+    client = member_client(acme.owner)
+    r = client.get(URL)
+    assert r.status_code == 400
+    assert r.json()["error"]["fields"][0]["field"] == "company"
+    assert client.get(URL, {"company": globex.slug}).json()["company"]["slug"] == globex.slug
+
+
+def test_staff_may_look_at_any_company(acme, globex, ops_user, member_client):
+    client = member_client(ops_user)
+    assert client.get(URL, {"company": globex.slug}).json()["company"]["slug"] == globex.slug
+    assert client.get(URL).status_code == 400
+
+
+def test_events_of_one_key_never_reach_another_company(acme, globex, key_client):
+    key_client(acme).post(
+        "/api/v1/usage/events/", {"events": [{"feature": "quotes", "idempotency_key": "a"}]}, format="json"
+    )
+    other = key_client(globex).get(URL).json()
+    assert next(f for f in other["features"] if f["feature"] == "quotes")["used"] == 0
+
+
+def test_anonymous_gets_nothing(acme, client):
+    assert client.get(URL, {"company": acme.slug}).status_code in (401, 403)
