@@ -90,9 +90,7 @@ def test_failover_is_audited_alerted_and_leaves_an_ops_task(cycle, clock, primar
     assert task.dedup_key == f"region.failover.{event.epoch}"
 
 
-def test_it_never_fails_over_to_an_unhealthy_standby(
-    cycle, clock, primary, secondary, fake_primary, fake_secondary
-):
+def test_it_never_fails_over_to_an_unhealthy_standby(cycle, clock, primary, secondary, fake_primary, fake_secondary):
     fake_secondary.set_mode("fail")
     run(cycle, clock, 3)  # standby is unhealthy now
     fake_primary.set_mode("fail")
@@ -119,9 +117,7 @@ def test_it_never_fails_over_to_a_standby_that_just_started_failing(
     assert FailoverEvent.objects.count() == 0
 
 
-def test_all_regions_down_no_failover_and_one_alert(
-    cycle, clock, primary, secondary, fake_primary, fake_secondary
-):
+def test_all_regions_down_no_failover_and_one_alert(cycle, clock, primary, secondary, fake_primary, fake_secondary):
     fake_primary.set_mode("fail")
     fake_secondary.set_mode("fail")
     run(cycle, clock, 10)
@@ -151,9 +147,7 @@ def test_a_flapping_primary_does_not_flap_traffic(cycle, clock, primary, seconda
     assert FailoverEvent.objects.count() == 0
 
 
-def test_cooldown_holds_the_next_automatic_failover(
-    cycle, clock, primary, secondary, fake_primary, fake_secondary
-):
+def test_cooldown_holds_the_next_automatic_failover(cycle, clock, primary, secondary, fake_primary, fake_secondary):
     fake_primary.set_mode("fail")
     run(cycle, clock, 3)
     assert active_slug() == "secondary"
@@ -182,9 +176,7 @@ def test_a_pin_holds_against_automation(cycle, clock, primary, secondary, fake_p
     assert "pinned by olivia" in blocked.text
 
 
-def test_failback_off_keeps_traffic_and_says_failback_available(
-    cycle, clock, primary, secondary, fake_primary
-):
+def test_failback_off_keeps_traffic_and_says_failback_available(cycle, clock, primary, secondary, fake_primary):
     fake_primary.set_mode("fail")
     run(cycle, clock, 3)
     fake_primary.set_mode("ok")
@@ -196,9 +188,7 @@ def test_failback_off_keeps_traffic_and_says_failback_available(
     assert Notification.objects.filter(kind="region.failback_available").count() == 1
 
 
-def test_failback_on_waits_for_recovery_threshold_and_cooldown(
-    cycle, clock, primary, secondary, fake_primary
-):
+def test_failback_on_waits_for_recovery_threshold_and_cooldown(cycle, clock, primary, secondary, fake_primary):
     FailoverPolicy.objects.filter(pk=1).update(auto_failback=True)
     fake_primary.set_mode("fail")
     run(cycle, clock, 3)
@@ -214,9 +204,7 @@ def test_failback_on_waits_for_recovery_threshold_and_cooldown(
     assert FailoverEvent.objects.count() == 2
 
 
-def test_standby_unhealthy_and_recovered_alert_once_per_transition(
-    cycle, clock, primary, secondary, fake_secondary
-):
+def test_standby_unhealthy_and_recovered_alert_once_per_transition(cycle, clock, primary, secondary, fake_secondary):
     fake_secondary.set_mode("fail")
     run(cycle, clock, 6)
     fake_secondary.set_mode("ok")
