@@ -126,9 +126,7 @@ class FakeRegionServer(ThreadingHTTPServer):
             self.requests.append((method, path, body, time.time()))
 
     def start(self) -> FakeRegionServer:
-        self._thread = threading.Thread(
-            target=self.serve_forever, name=f"fake-region-{self.name}", daemon=True
-        )
+        self._thread = threading.Thread(target=self.serve_forever, name=f"fake-region-{self.name}", daemon=True)
         self._thread.start()
         return self
 

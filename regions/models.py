@@ -45,9 +45,7 @@ class Region(models.Model):
 
     # Live state, written by the prober and the gate only.
     is_active = models.BooleanField(default=False, editable=False)
-    status = models.CharField(
-        max_length=10, choices=RegionStatus.choices, default=RegionStatus.UNKNOWN, editable=False
-    )
+    status = models.CharField(max_length=10, choices=RegionStatus.choices, default=RegionStatus.UNKNOWN, editable=False)
     status_epoch = models.PositiveIntegerField(default=0, editable=False)
     status_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
     consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
@@ -166,9 +164,7 @@ class FailoverKind(models.TextChoices):
 
 
 class FailoverEvent(models.Model):
-    from_region = models.ForeignKey(
-        Region, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    from_region = models.ForeignKey(Region, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     to_region = models.ForeignKey(Region, null=True, on_delete=models.SET_NULL, related_name="+")
     kind = models.CharField(max_length=10, choices=FailoverKind.choices)
     reason = models.TextField()
@@ -179,9 +175,7 @@ class FailoverEvent(models.Model):
     forced = models.BooleanField(default=False)
     pinned = models.BooleanField(default=False)
     epoch = models.PositiveIntegerField(unique=True, help_text="Policy epoch this failover created.")
-    failing_since = models.DateTimeField(
-        null=True, blank=True, help_text="First failing probe of the region we left."
-    )
+    failing_since = models.DateTimeField(null=True, blank=True, help_text="First failing probe of the region we left.")
     decided_at = models.DateTimeField()
 
     class Meta:
@@ -200,9 +194,7 @@ class GameDay(models.Model):
     method = models.CharField(max_length=20, help_text="fake-region control endpoint or drill switch")
     detected_after_s = models.FloatField(null=True, blank=True)
     switched_after_s = models.FloatField(null=True, blank=True, help_text="RTO: down until traffic moved")
-    switched_to = models.ForeignKey(
-        Region, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    switched_to = models.ForeignKey(Region, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     succeeded = models.BooleanField(default=False)
     notes = models.TextField(blank=True)
 

@@ -77,9 +77,7 @@ class Availability:
     meets_slo: bool | None
 
 
-def service_availability(
-    *, now: datetime | None = None, slo_target: Decimal | float | None = None
-) -> Availability:
+def service_availability(*, now: datetime | None = None, slo_target: Decimal | float | None = None) -> Availability:
     """Availability = share of the active region's probes that passed over the last 30 days.
 
     Downtime is that failing share of the time the probes cover; the error budget is what
@@ -87,9 +85,9 @@ def service_availability(
     """
     now = now or timezone.now()
     target = float(slo_target if slo_target is not None else policy_get().slo_target)
-    stats = Probe.objects.filter(
-        was_active=True, checked_at__gte=now - SLO_WINDOW, checked_at__lte=now
-    ).aggregate(n=Count("id"), ok=Count("id", filter=Q(ok=True)), first=Min("checked_at"))
+    stats = Probe.objects.filter(was_active=True, checked_at__gte=now - SLO_WINDOW, checked_at__lte=now).aggregate(
+        n=Count("id"), ok=Count("id", filter=Q(ok=True)), first=Min("checked_at")
+    )
     budget = (100.0 - target) / 100.0 * SLO_WINDOW.total_seconds() / 60
     if not stats["n"]:
         return Availability(target, None, 0.0, 0.0, round(budget, 2), round(budget, 2), None)

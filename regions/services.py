@@ -71,9 +71,7 @@ def _ago(since: datetime | None, now: datetime) -> str:
 # --- Probes and health transitions ----------------------------------------------------
 
 
-def region_record_probe(
-    *, region: Region, result: ProbeResult, policy: FailoverPolicy, now: datetime
-) -> str | None:
+def region_record_probe(*, region: Region, result: ProbeResult, policy: FailoverPolicy, now: datetime) -> str | None:
     """Store one probe and move the region's counters; returns the new status when this
     probe changed it (the caller that gets a status back is the one that alerts)."""
     common: dict[str, Any] = {
@@ -142,11 +140,7 @@ def _alert_transition(*, region: Region, previous: str, policy: FailoverPolicy, 
                 f"{region.name} ({region.health_url}) failed {region.consecutive_failures} probes in a row "
                 f"since {region.failing_since:%Y-%m-%d %H:%M:%S} UTC; "
                 f"last error: {region.last_error or '-'}.\n"
-                + (
-                    "It can no longer take traffic if the active region fails. "
-                    if not region.is_active
-                    else ""
-                )
+                + ("It can no longer take traffic if the active region fails. " if not region.is_active else "")
                 + "Check the region's /healthz, its database and broker, "
                 "and the network path from the prober."
             ),
@@ -166,10 +160,7 @@ def _alert_transition(*, region: Region, previous: str, policy: FailoverPolicy, 
         notify(
             kind="region.recovered",
             title=f"Standby region {region.name} recovered",
-            text=(
-                f"{region.name} passed {region.consecutive_successes} probes in a row; "
-                "it can take traffic again."
-            ),
+            text=(f"{region.name} passed {region.consecutive_successes} probes in a row; it can take traffic again."),
             severity="info",
             link=link,
             dedup_key=dedup,
@@ -289,8 +280,7 @@ def gate_evaluate(*, now: datetime | None = None) -> GateOutcome:
                 active=active,
                 now=now,
                 kind="region.failover_blocked",
-                reason=f"{active.name} is pinned by {policy.pinned_by or 'ops'}; "
-                "release the pin or fail over by hand",
+                reason=f"{active.name} is pinned by {policy.pinned_by or 'ops'}; release the pin or fail over by hand",
             )
         if not candidates:
             if enabled and all(r.consecutive_failures > 0 for r in enabled):
@@ -372,9 +362,7 @@ def gate_evaluate(*, now: datetime | None = None) -> GateOutcome:
     )
 
 
-def _stranded(
-    *, policy: FailoverPolicy, active: Region, now: datetime, kind: str, reason: str
-) -> GateOutcome:
+def _stranded(*, policy: FailoverPolicy, active: Region, now: datetime, kind: str, reason: str) -> GateOutcome:
     won = FailoverPolicy.objects.filter(pk=policy.pk, stranded_since__isnull=True).update(
         stranded_since=now, stranded_reason=reason[:300]
     )
@@ -614,3 +602,36 @@ def policy_changed(*, policy: FailoverPolicy) -> None:
     """After the policy is edited: follow the interval, republish routing on commit."""
     policy_sync_schedule(policy=policy)
     transaction.on_commit(routing.publish)
+
+
+# --- Game days ------------------------------------------------------------------------
+
+
+def gameday_take_down(*, region: Region, actor: Actor, method: str = "auto") -> str:
+    """Make ``region`` fail its probes: through a fake region's control endpoint when it
+    is one, otherwise with the drill switch. Returns the method used."""
+    from regions.gateways import RegionGatewayError, control_fake_region
+
+    used = "drill-switch"
+    if method in ("auto", "control"):
+        try:
+            control_fake_region(region.base_url, "fail")
+            used = "fake-region"
+        except RegionGatewayError:
+            if method == "control":
+                raise
+    with transaction.atomic():
+        if used == "drill-switch":
+            Region.objects.filter(pk=region.pk).update(drill_fail=True)
+        audit_record(action="region.gameday.start", actor=actor, target=region, details={"method": used})
+    return used
+
+
+def gameday_restore(*, region: Region, actor: Actor, method: str) -> None:
+    from regions.gateways import control_fake_region
+
+    if method == "fake-region":
+        control_fake_region(region.base_url, "recover")
+    with transaction.atomic():
+        Region.objects.filter(pk=region.pk).update(drill_fail=False)
+        audit_record(action="region.gameday.end", actor=actor, target=region, details={"method": method})

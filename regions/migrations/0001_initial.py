@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,117 +15,295 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Region',
+            name="Region",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('slug', models.SlugField(help_text='Matches REGION_NAME of its deployment.', unique=True)),
-                ('base_url', models.URLField(help_text='Public base URL, e.g. https://eu.transbot.ai (no trailing slash).')),
-                ('health_path', models.CharField(default='/healthz', max_length=200)),
-                ('order', models.PositiveIntegerField(default=0, help_text='Lower comes first: the primary has the lowest.')),
-                ('enabled', models.BooleanField(default=True, help_text='Disabled regions are neither probed nor chosen.')),
-                ('probe_timeout', models.FloatField(default=5.0, help_text='Seconds.', validators=[django.core.validators.MinValueValidator(0.05), django.core.validators.MaxValueValidator(60)])),
-                ('expected_status', models.CharField(default='2xx', help_text="Comma-separated codes or classes, e.g. '2xx' or '200,204'.", max_length=100)),
-                ('body_contains', models.CharField(blank=True, help_text='If set, the response body must contain this text.', max_length=200)),
-                ('drill_fail', models.BooleanField(default=False, help_text='Game-day switch: while on, every probe of this region fails.')),
-                ('is_active', models.BooleanField(default=False, editable=False)),
-                ('status', models.CharField(choices=[('unknown', 'Unknown'), ('healthy', 'Healthy'), ('unhealthy', 'Unhealthy')], default='unknown', editable=False, max_length=10)),
-                ('status_epoch', models.PositiveIntegerField(default=0, editable=False)),
-                ('status_changed_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('consecutive_failures', models.PositiveIntegerField(default=0, editable=False)),
-                ('consecutive_successes', models.PositiveIntegerField(default=0, editable=False)),
-                ('failing_since', models.DateTimeField(blank=True, editable=False, help_text='First failing probe of the current streak.', null=True)),
-                ('last_checked_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('last_latency_ms', models.FloatField(blank=True, editable=False, null=True)),
-                ('last_status_code', models.PositiveIntegerField(blank=True, editable=False, null=True)),
-                ('last_error', models.CharField(blank=True, editable=False, max_length=300)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100)),
+                ("slug", models.SlugField(help_text="Matches REGION_NAME of its deployment.", unique=True)),
+                (
+                    "base_url",
+                    models.URLField(help_text="Public base URL, e.g. https://eu.transbot.ai (no trailing slash)."),
+                ),
+                ("health_path", models.CharField(default="/healthz", max_length=200)),
+                (
+                    "order",
+                    models.PositiveIntegerField(default=0, help_text="Lower comes first: the primary has the lowest."),
+                ),
+                (
+                    "enabled",
+                    models.BooleanField(default=True, help_text="Disabled regions are neither probed nor chosen."),
+                ),
+                (
+                    "probe_timeout",
+                    models.FloatField(
+                        default=5.0,
+                        help_text="Seconds.",
+                        validators=[
+                            django.core.validators.MinValueValidator(0.05),
+                            django.core.validators.MaxValueValidator(60),
+                        ],
+                    ),
+                ),
+                (
+                    "expected_status",
+                    models.CharField(
+                        default="2xx",
+                        help_text="Comma-separated codes or classes, e.g. '2xx' or '200,204'.",
+                        max_length=100,
+                    ),
+                ),
+                (
+                    "body_contains",
+                    models.CharField(
+                        blank=True, help_text="If set, the response body must contain this text.", max_length=200
+                    ),
+                ),
+                (
+                    "drill_fail",
+                    models.BooleanField(
+                        default=False, help_text="Game-day switch: while on, every probe of this region fails."
+                    ),
+                ),
+                ("is_active", models.BooleanField(default=False, editable=False)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("unknown", "Unknown"), ("healthy", "Healthy"), ("unhealthy", "Unhealthy")],
+                        default="unknown",
+                        editable=False,
+                        max_length=10,
+                    ),
+                ),
+                ("status_epoch", models.PositiveIntegerField(default=0, editable=False)),
+                ("status_changed_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("consecutive_failures", models.PositiveIntegerField(default=0, editable=False)),
+                ("consecutive_successes", models.PositiveIntegerField(default=0, editable=False)),
+                (
+                    "failing_since",
+                    models.DateTimeField(
+                        blank=True, editable=False, help_text="First failing probe of the current streak.", null=True
+                    ),
+                ),
+                ("last_checked_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("last_latency_ms", models.FloatField(blank=True, editable=False, null=True)),
+                ("last_status_code", models.PositiveIntegerField(blank=True, editable=False, null=True)),
+                ("last_error", models.CharField(blank=True, editable=False, max_length=300)),
             ],
             options={
-                'ordering': ['order', 'pk'],
-                'permissions': [('fail_over', 'Can fail over between regions')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('is_active', True)), fields=('is_active',), name='regions_one_active_region')],
+                "ordering": ["order", "pk"],
+                "permissions": [("fail_over", "Can fail over between regions")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("is_active", True)), fields=("is_active",), name="regions_one_active_region"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='GameDay',
+            name="GameDay",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('started_at', models.DateTimeField()),
-                ('method', models.CharField(help_text='fake-region control endpoint or drill switch', max_length=20)),
-                ('detected_after_s', models.FloatField(blank=True, null=True)),
-                ('switched_after_s', models.FloatField(blank=True, help_text='RTO: down until traffic moved', null=True)),
-                ('succeeded', models.BooleanField(default=False)),
-                ('notes', models.TextField(blank=True)),
-                ('region', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='regions.region')),
-                ('switched_to', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='regions.region')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("started_at", models.DateTimeField()),
+                ("method", models.CharField(help_text="fake-region control endpoint or drill switch", max_length=20)),
+                ("detected_after_s", models.FloatField(blank=True, null=True)),
+                (
+                    "switched_after_s",
+                    models.FloatField(blank=True, help_text="RTO: down until traffic moved", null=True),
+                ),
+                ("succeeded", models.BooleanField(default=False)),
+                ("notes", models.TextField(blank=True)),
+                (
+                    "region",
+                    models.ForeignKey(
+                        null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="+", to="regions.region"
+                    ),
+                ),
+                (
+                    "switched_to",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="regions.region",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-started_at'],
+                "ordering": ["-started_at"],
             },
         ),
         migrations.CreateModel(
-            name='FailoverEvent',
+            name="FailoverEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('automatic', 'Automatic'), ('manual', 'Manual'), ('failback', 'Failback')], max_length=10)),
-                ('reason', models.TextField()),
-                ('actor', models.CharField(max_length=150)),
-                ('forced', models.BooleanField(default=False)),
-                ('pinned', models.BooleanField(default=False)),
-                ('epoch', models.PositiveIntegerField(help_text='Policy epoch this failover created.', unique=True)),
-                ('failing_since', models.DateTimeField(blank=True, help_text='First failing probe of the region we left.', null=True)),
-                ('decided_at', models.DateTimeField()),
-                ('actor_user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('from_region', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='regions.region')),
-                ('to_region', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='regions.region')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("automatic", "Automatic"), ("manual", "Manual"), ("failback", "Failback")],
+                        max_length=10,
+                    ),
+                ),
+                ("reason", models.TextField()),
+                ("actor", models.CharField(max_length=150)),
+                ("forced", models.BooleanField(default=False)),
+                ("pinned", models.BooleanField(default=False)),
+                ("epoch", models.PositiveIntegerField(help_text="Policy epoch this failover created.", unique=True)),
+                (
+                    "failing_since",
+                    models.DateTimeField(blank=True, help_text="First failing probe of the region we left.", null=True),
+                ),
+                ("decided_at", models.DateTimeField()),
+                (
+                    "actor_user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "from_region",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="regions.region",
+                    ),
+                ),
+                (
+                    "to_region",
+                    models.ForeignKey(
+                        null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="+", to="regions.region"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-decided_at'],
+                "ordering": ["-decided_at"],
             },
         ),
         migrations.CreateModel(
-            name='Probe',
+            name="Probe",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('checked_at', models.DateTimeField(db_index=True)),
-                ('ok', models.BooleanField()),
-                ('status_code', models.PositiveIntegerField(blank=True, null=True)),
-                ('latency_ms', models.FloatField(blank=True, null=True)),
-                ('error', models.CharField(blank=True, max_length=300)),
-                ('was_active', models.BooleanField(default=False)),
-                ('region', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='probes', to='regions.region')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("checked_at", models.DateTimeField(db_index=True)),
+                ("ok", models.BooleanField()),
+                ("status_code", models.PositiveIntegerField(blank=True, null=True)),
+                ("latency_ms", models.FloatField(blank=True, null=True)),
+                ("error", models.CharField(blank=True, max_length=300)),
+                ("was_active", models.BooleanField(default=False)),
+                (
+                    "region",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="probes", to="regions.region"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-checked_at'],
-                'indexes': [models.Index(fields=['region', 'checked_at'], name='regions_pro_region__20bdd6_idx')],
+                "ordering": ["-checked_at"],
+                "indexes": [models.Index(fields=["region", "checked_at"], name="regions_pro_region__20bdd6_idx")],
             },
         ),
         migrations.CreateModel(
-            name='FailoverPolicy',
+            name="FailoverPolicy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('multi_region_enabled', models.BooleanField(default=False, help_text='Off: single-region mode, routing only adds headers and the gate never fails over.')),
-                ('probe_interval_seconds', models.PositiveIntegerField(default=30, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(3600)])),
-                ('failure_threshold', models.PositiveIntegerField(default=3, help_text='Consecutive failed probes before unhealthy.', validators=[django.core.validators.MinValueValidator(1)])),
-                ('recovery_threshold', models.PositiveIntegerField(default=3, help_text='Consecutive good probes before an unhealthy region counts as healthy again.', validators=[django.core.validators.MinValueValidator(1)])),
-                ('auto_failback', models.BooleanField(default=False, help_text='Move traffic back to a recovered higher-priority region by itself.')),
-                ('cooldown_seconds', models.PositiveIntegerField(default=600, help_text='Minimum time between a failover and the next automatic one.')),
-                ('read_policy', models.CharField(choices=[('serve', 'Serve reads locally'), ('redirect', 'Redirect reads to the active region')], default='serve', max_length=10)),
-                ('slo_target', models.DecimalField(decimal_places=3, default=99.95, help_text='Availability target in percent over a rolling 30-day window.', max_digits=6, validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(100)])),
-                ('probe_retention_days', models.PositiveIntegerField(default=30, validators=[django.core.validators.MinValueValidator(1)])),
-                ('pinned_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('pinned_by', models.CharField(blank=True, editable=False, max_length=150)),
-                ('pin_reason', models.CharField(blank=True, editable=False, max_length=500)),
-                ('epoch', models.PositiveIntegerField(default=0, editable=False)),
-                ('last_failover_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('stranded_since', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('stranded_reason', models.CharField(blank=True, editable=False, max_length=300)),
-                ('pinned_region', models.ForeignKey(blank=True, editable=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='regions.region')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "multi_region_enabled",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Off: single-region mode, routing only adds headers and the gate never fails over.",
+                    ),
+                ),
+                (
+                    "probe_interval_seconds",
+                    models.PositiveIntegerField(
+                        default=30,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(3600),
+                        ],
+                    ),
+                ),
+                (
+                    "failure_threshold",
+                    models.PositiveIntegerField(
+                        default=3,
+                        help_text="Consecutive failed probes before unhealthy.",
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                (
+                    "recovery_threshold",
+                    models.PositiveIntegerField(
+                        default=3,
+                        help_text="Consecutive good probes before an unhealthy region counts as healthy again.",
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                (
+                    "auto_failback",
+                    models.BooleanField(
+                        default=False, help_text="Move traffic back to a recovered higher-priority region by itself."
+                    ),
+                ),
+                (
+                    "cooldown_seconds",
+                    models.PositiveIntegerField(
+                        default=600, help_text="Minimum time between a failover and the next automatic one."
+                    ),
+                ),
+                (
+                    "read_policy",
+                    models.CharField(
+                        choices=[("serve", "Serve reads locally"), ("redirect", "Redirect reads to the active region")],
+                        default="serve",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "slo_target",
+                    models.DecimalField(
+                        decimal_places=3,
+                        default=99.95,
+                        help_text="Availability target in percent over a rolling 30-day window.",
+                        max_digits=6,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(100),
+                        ],
+                    ),
+                ),
+                (
+                    "probe_retention_days",
+                    models.PositiveIntegerField(default=30, validators=[django.core.validators.MinValueValidator(1)]),
+                ),
+                ("pinned_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("pinned_by", models.CharField(blank=True, editable=False, max_length=150)),
+                ("pin_reason", models.CharField(blank=True, editable=False, max_length=500)),
+                ("epoch", models.PositiveIntegerField(default=0, editable=False)),
+                ("last_failover_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("stranded_since", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("stranded_reason", models.CharField(blank=True, editable=False, max_length=300)),
+                (
+                    "pinned_region",
+                    models.ForeignKey(
+                        blank=True,
+                        editable=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="regions.region",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'failover policy',
-                'verbose_name_plural': 'failover policy',
-                'constraints': [models.CheckConstraint(condition=models.Q(('pk', 1)), name='regions_policy_singleton')],
+                "verbose_name": "failover policy",
+                "verbose_name_plural": "failover policy",
+                "constraints": [models.CheckConstraint(condition=models.Q(("pk", 1)), name="regions_policy_singleton")],
             },
         ),
     ]
