@@ -1,0 +1,109 @@
+"""The regions admin: the list ops look at, the confirmed failover action, the policy."""
+
+from __future__ import annotations
+
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django_celery_beat.models import PeriodicTask
+
+from audit.models import AuditLog
+from regions.models import FailoverEvent, FailoverPolicy, Region
+from tests.regions.conftest import active_slug
+
+CHANGELIST = "/admin/regions/region/"
+
+
+def test_the_region_list_shows_status_colour_active_badge_and_latency(ops_client, primary, secondary):
+    Region.objects.filter(pk=secondary.pk).update(status="unhealthy", last_latency_ms=212.4)
+    html = ops_client.get(CHANGELIST).content.decode()
+    assert "ACTIVE" in html
+    assert "#cf222e" in html and "Unhealthy" in html  # red for the unhealthy standby
+    assert "#1a7f37" in html  # green for the healthy primary
+    assert "212 ms" in html
+
+
+def test_the_failover_action_asks_for_confirmation_then_moves_traffic(ops_client, ops_user, primary, secondary):
+    ask = ops_client.post(CHANGELIST, {"action": "fail_over_to", ACTION_CHECKBOX_NAME: [secondary.pk]})
+    assert ask.status_code == 200
+    assert "Yes, fail over to Secondary" in ask.content.decode()
+    assert active_slug() == "primary"  # nothing yet
+
+    no_reason = ops_client.post(
+        CHANGELIST, {"action": "fail_over_to", ACTION_CHECKBOX_NAME: [secondary.pk], "confirm": "1", "reason": ""}
+    )
+    assert "This field is required" in no_reason.content.decode()
+    assert active_slug() == "primary"
+
+    done = ops_client.post(
+        CHANGELIST,
+        {
+            "action": "fail_over_to",
+            ACTION_CHECKBOX_NAME: [secondary.pk],
+            "confirm": "1",
+            "reason": "game day",
+            "pin": "on",
+        },
+        follow=True,
+    )
+    assert "Traffic moved" in done.content.decode()
+    assert active_slug() == "secondary"
+    event = FailoverEvent.objects.get()
+    assert event.kind == "manual" and event.pinned and event.actor_user == ops_user
+    assert AuditLog.objects.get(action="region.failover.manual").actor_label == ops_user.username
+
+
+def test_staff_without_the_permission_cannot_fail_over_from_admin(client, staff_user, primary, secondary):
+    from django.contrib.auth.models import Permission
+
+    staff_user.user_permissions.add(Permission.objects.get(codename="view_region"))
+    client.force_login(staff_user)
+    page = client.get(CHANGELIST).content.decode()
+    assert "fail_over_to" not in page
+    client.post(
+        CHANGELIST, {"action": "fail_over_to", ACTION_CHECKBOX_NAME: [secondary.pk], "confirm": "1", "reason": "x"}
+    )
+    assert active_slug() == "primary"
+
+
+def test_failover_history_is_read_only(ops_client, primary, secondary):
+    from audit.services import Actor
+    from regions.services import region_fail_over
+
+    event = region_fail_over(to=secondary, reason="drill", actor=Actor.system("t"))
+    page = ops_client.get(f"/admin/regions/failoverevent/{event.pk}/change/").content.decode()
+    assert "drill" in page and 'name="_save"' not in page
+    assert ops_client.get("/admin/regions/failoverevent/add/").status_code == 403
+
+
+def test_editing_the_policy_interval_moves_the_beat_schedule_and_is_audited(ops_client, policy):
+    form = {
+        "multi_region_enabled": "on",
+        "read_policy": "serve",
+        "probe_interval_seconds": "10",
+        "failure_threshold": "3",
+        "recovery_threshold": "3",
+        "probe_retention_days": "30",
+        "cooldown_seconds": "600",
+        "slo_target": "99.95",
+    }
+    response = ops_client.post("/admin/regions/failoverpolicy/1/change/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert PeriodicTask.objects.get(name="regions: probe all regions").interval.every == 10
+    assert AuditLog.objects.filter(action="admin.regions.failoverpolicy.change").exists()
+
+
+def test_releasing_the_pin_from_the_policy_page(ops_client, policy, primary):
+    FailoverPolicy.objects.filter(pk=1).update(pinned_region=primary, pinned_by="olivia")
+    form = {
+        "multi_region_enabled": "on",
+        "read_policy": "serve",
+        "probe_interval_seconds": "30",
+        "failure_threshold": "3",
+        "recovery_threshold": "3",
+        "probe_retention_days": "30",
+        "cooldown_seconds": "600",
+        "slo_target": "99.95",
+        "release_pin": "on",
+    }
+    ops_client.post("/admin/regions/failoverpolicy/1/change/", form)
+    assert FailoverPolicy.objects.get().pinned_region is None
+    assert AuditLog.objects.filter(action="region.pin.release").exists()
