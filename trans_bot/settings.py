@@ -244,7 +244,11 @@ SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")
 # Per-kind webhook overrides, longest dotted prefix wins, e.g.
 # "usage=https://hooks.slack.com/...,region.failover=https://hooks.slack.com/..."
 # (an incoming webhook posts to one channel, so a channel override is a webhook URL).
-SLACK_KIND_WEBHOOKS = env.dict("SLACK_KIND_WEBHOOKS", default={})
+SLACK_KIND_WEBHOOKS = {
+    k.strip(): v.strip()
+    for k, v in env.dict("SLACK_KIND_WEBHOOKS", default={}).items()
+    if k.strip() and v.strip()
+}
 # Failed deliveries retry with exponential backoff (base * 2^(attempt-1), capped) and
 # give up after NOTIFY_GIVE_UP_AFTER seconds: the alert is marked failed and an ops task opened.
 NOTIFY_RETRY_BASE_SECONDS = env.int("NOTIFY_RETRY_BASE_SECONDS", default=30)
