@@ -15,6 +15,11 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
+# Two stand-in regions (regions/demo.py registers them): primary active, secondary standby.
+$PY manage.py fake_region --port "${DEMO_PRIMARY_REGION_PORT:-8101}" --name primary >var/region-primary.log 2>&1 &
+pids+=($!)
+$PY manage.py fake_region --port "${DEMO_SECONDARY_REGION_PORT:-8102}" --name secondary >var/region-secondary.log 2>&1 &
+pids+=($!)
 .venv/bin/celery -A trans_bot worker --loglevel=INFO --concurrency=2 >var/worker.log 2>&1 &
 pids+=($!)
 .venv/bin/celery -A trans_bot beat --loglevel=INFO >var/beat.log 2>&1 &
@@ -26,6 +31,8 @@ cat <<MSG
     admin:    http://127.0.0.1:${PORT}/admin/   (login printed above)
     API docs: http://127.0.0.1:${PORT}/api/docs/
     health:   http://127.0.0.1:${PORT}/healthz
+    regions:  http://127.0.0.1:${PORT}/admin/regions/region/   (fake regions on :8101, :8102;
+              curl -XPOST 127.0.0.1:8101/_control/fail  takes the primary down)
   worker and beat log to var/worker.log and var/beat.log. Ctrl-C stops everything.
 
 MSG
