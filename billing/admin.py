@@ -11,7 +11,7 @@ from django.utils import timezone
 from audit.admin_mixins import AuditedAdminMixin, diff, snapshot
 from audit.services import Actor, audit_record
 from billing.models import Company, CompanyAPIKey, Feature, Membership, Tier, TierLimit
-from billing.services import company_api_key_revoke
+from billing.services import company_api_key_revoke, key_target
 from usage.admin_widgets import bars, status_pill
 from usage.models import UsageCounter
 from usage.selectors import usage_level
@@ -29,16 +29,31 @@ class AuditedInlinesMixin(AuditedAdminMixin):
         company = form.instance if isinstance(form.instance, Company) else None
         name = model._meta.label_lower
         for obj in formset.new_objects:
-            audit_record(action=f"admin.{name}.add", actor=actor, target=obj, company=company,
-                         details={"changes": diff({}, snapshot(obj))})
+            audit_record(
+                action=f"admin.{name}.add",
+                actor=actor,
+                target=obj,
+                company=company,
+                details={"changes": diff({}, snapshot(obj))},
+            )
         for obj, _fields in formset.changed_objects:
             changes = diff(before.get(obj.pk, {}), snapshot(obj))
             if changes:
-                audit_record(action=f"admin.{name}.change", actor=actor, target=obj, company=company,
-                             details={"changes": changes})
+                audit_record(
+                    action=f"admin.{name}.change",
+                    actor=actor,
+                    target=obj,
+                    company=company,
+                    details={"changes": changes},
+                )
         for obj in formset.deleted_objects:
-            audit_record(action=f"admin.{name}.delete", actor=actor, target=obj, company=company,
-                         details={"before": before.get(obj.pk, {})})
+            audit_record(
+                action=f"admin.{name}.delete",
+                actor=actor,
+                target=obj,
+                company=company,
+                details={"before": before.get(obj.pk, {})},
+            )
 
 
 class TierLimitInline(admin.TabularInline):
@@ -181,7 +196,12 @@ def _attach_usage(companies: list[Company]) -> None:
             count = used.get((company.pk, feature.pk), 0)
             included = limits.get((company.tier_id, feature.pk))
             items.append(
-                {"name": feature.name, "used": count, "included": included, "level": usage_level(count, included)}
+                {
+                    "name": feature.name,
+                    "used": count,
+                    "included": included,
+                    "level": usage_level(count, included),
+                }
             )
         company._usage = items
 
@@ -224,8 +244,24 @@ class CompanyAPIKeyAdmin(AuditedAdminMixin, admin.ModelAdmin):
             return
         super().save_model(request, obj, form, change)
 
+    def save_related(self, request, form, formsets, change):
+        admin.ModelAdmin.save_related(self, request, form, formsets, change)
+        obj = form.instance
+        changes = diff(getattr(request, "_audit_before", {}), snapshot(obj, exclude=self.audit_exclude))
+        if change and not changes:
+            return
+        audit_record(
+            action=self._action_name("change" if change else "add"),
+            actor=Actor.of_user(request.user),
+            target=key_target(obj),
+            company=obj.company,
+            details={"changes": changes},
+        )
+
     @admin.action(description="Revoke selected keys (cannot be undone)")
     def revoke_keys(self, request, queryset):
         actor = Actor.of_user(request.user)
-        revoked = sum(company_api_key_revoke(key=key, actor=actor) for key in queryset.select_related("company"))
+        revoked = sum(
+            company_api_key_revoke(key=key, actor=actor) for key in queryset.select_related("company")
+        )
         self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)

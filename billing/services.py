@@ -6,8 +6,14 @@ from typing import Any
 
 from django.db import transaction
 
-from audit.services import Actor, audit_record
+from audit.services import Actor, Target, audit_record
 from billing.models import Company, CompanyAPIKey
+
+
+def key_target(key: CompanyAPIKey) -> Target:
+    """The key's primary key embeds its hash and is too long for the audit trail: name it
+    by its public prefix."""
+    return Target(type="billing.companyapikey", id=key.prefix, repr=f"{key.name} ({key.prefix})")
 
 
 def company_api_key_create(*, company: Company, name: str, actor: Actor) -> tuple[CompanyAPIKey, str]:
@@ -17,7 +23,7 @@ def company_api_key_create(*, company: Company, name: str, actor: Actor) -> tupl
         audit_record(
             action="billing.api_key.create",
             actor=actor,
-            target=key,
+            target=key_target(key),
             company=company,
             details={"name": name, "prefix": key.prefix},
         )
@@ -32,7 +38,7 @@ def company_api_key_revoke(*, key: CompanyAPIKey, actor: Actor) -> bool:
             audit_record(
                 action="billing.api_key.revoke",
                 actor=actor,
-                target=key,
+                target=key_target(key),
                 company=key.company,
                 details={"name": key.name, "prefix": key.prefix},
             )
