@@ -265,3 +265,6 @@ class CompanyAPIKeyAdmin(AuditedAdminMixin, admin.ModelAdmin):
             company_api_key_revoke(key=key, actor=actor) for key in queryset.select_related("company")
         )
         self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)
+
+
+from billing import admin_stripe  # noqa: E402,F401  (Stripe billing admin)

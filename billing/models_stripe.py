@@ -26,9 +26,11 @@ __all__ = [
 class CompanyStripe(models.Model):
     """A company's Stripe customer (created on demand) and its subscription.
 
-    ``subscription_state_at`` / ``status_at`` are the Stripe ``created`` times (Unix
-    seconds) of the newest event whose state was applied: Stripe does not guarantee
-    delivery order, so an event older than these never overwrites newer state.
+    ``subscription_state_key`` / ``status_key`` order the events whose state was applied:
+    Stripe's ``created`` (Unix seconds) × 10 + a rank for events of the same second
+    (created < failed < paid < updated < deleted). Stripe does not guarantee delivery
+    order, so an event with a lower key never overwrites newer state: the result is the
+    same whatever order the events arrive in.
     """
 
     company = models.OneToOneField("billing.Company", on_delete=models.CASCADE, related_name="stripe")
@@ -39,14 +41,12 @@ class CompanyStripe(models.Model):
     )
     subscription_price_id = models.CharField(max_length=100, blank=True)
     subscription_status = models.CharField(max_length=30, blank=True)
-    subscription_state_at = models.BigIntegerField(
-        default=0, help_text="Stripe time (Unix s) of the newest subscription state applied."
+    subscription_state_key = models.BigIntegerField(
+        default=0,
+        help_text="Order key (Stripe created × 10 + event rank) of the newest subscription state applied.",
     )
-    subscription_state_rank = models.PositiveSmallIntegerField(
-        default=0, help_text="Tie-break for events in the same second (created < updated < deleted)."
-    )
-    status_at = models.BigIntegerField(
-        default=0, help_text="Stripe time (Unix s) of the newest event that set the company's status."
+    status_key = models.BigIntegerField(
+        default=0, help_text="Order key of the newest event that set the company's status."
     )
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -228,3 +228,6 @@ class WebhookRejection(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.count}"
+
+
+from billing import checks as _checks  # noqa: E402,F401  (registers the Stripe mapping check)

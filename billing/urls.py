@@ -1,1 +1,10 @@
-urlpatterns: list = []
+from django.urls import path
+
+from billing.api_billing import PortalView, UpgradeView
+from billing.webhooks import stripe_webhook
+
+urlpatterns: list = [
+    path("billing/upgrade/", UpgradeView.as_view(), name="billing-upgrade"),
+    path("billing/portal/", PortalView.as_view(), name="billing-portal"),
+    path("billing/stripe/webhook/", stripe_webhook, name="stripe-webhook"),
+]

@@ -41,7 +41,6 @@ def unschedule(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("billing", "0005_stripe_billing"),
         ("django_celery_beat", "0019_alter_periodictasks_options"),

@@ -1,0 +1,55 @@
+"""System check: with live billing on, every piece Stripe needs must be mapped, or
+overage would silently go unbilled and upgrades would fail at the customer."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.checks import Warning, register
+from django.db import DatabaseError
+
+
+@register("billing")
+def stripe_mappings_check(app_configs=None, **kwargs) -> list[Warning]:
+    if not settings.STRIPE_LIVE_BILLING:
+        return []
+    warnings: list[Warning] = []
+    for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"):
+        if not getattr(settings, name):
+            warnings.append(
+                Warning(f"{name} is empty but STRIPE_LIVE_BILLING is on.", id="billing.W001", obj=name)
+            )
+    from billing.models import Feature, Tier, TierLimit
+
+    try:
+        for tier in Tier.objects.filter(is_public=True, stripe_price__isnull=True):
+            warnings.append(
+                Warning(
+                    f"Tier '{tier.code}' has no Stripe price: it cannot be bought through Checkout.",
+                    hint="Add it under Billing > Stripe prices (tiers).",
+                    id="billing.W002",
+                    obj=f"tier:{tier.code}",
+                )
+            )
+        billed = TierLimit.objects.filter(overage_unit_price__gt=0, included__isnull=False).values(
+            "feature_id"
+        )
+        for feature in Feature.objects.filter(pk__in=billed, stripe_meter__isnull=True):
+            warnings.append(
+                Warning(
+                    f"Feature '{feature.code}' has priced overage but no Stripe meter: it is not billed.",
+                    hint="Add it under Billing > Stripe meters (features).",
+                    id="billing.W003",
+                    obj=f"feature:{feature.code}",
+                )
+            )
+        for feature in Feature.objects.filter(stripe_meter__meter_id=""):
+            warnings.append(
+                Warning(
+                    f"Feature '{feature.code}' has no Stripe meter id: reconciliation cannot check it.",
+                    id="billing.W004",
+                    obj=f"feature:{feature.code}",
+                )
+            )
+    except DatabaseError:  # tables not migrated yet
+        return warnings
+    return warnings

@@ -1,0 +1,33 @@
+"""Celery tasks of billing: thin, each loads by id and calls a service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from billing import services_stripe
+
+WEBHOOK_MAX_RETRIES = 8
+
+
+@shared_task(name="billing.tasks.report_overage")
+def report_overage(trigger: str = "beat") -> dict:
+    """Beat: 02:30 UTC after the usage monitor, and 00:15 UTC when periods close."""
+    return services_stripe.overage_report_run(trigger=trigger).as_dict()
+
+
+@shared_task(name="billing.tasks.send_billing_event")
+def send_billing_event(billing_event_id: int) -> str:
+    return services_stripe.billing_event_send(billing_event_id=billing_event_id)
+
+
+@shared_task(bind=True, name="billing.tasks.process_stripe_event", max_retries=WEBHOOK_MAX_RETRIES)
+def process_stripe_event(self, webhook_event_id: int) -> str:
+    """Retried with exponential backoff (10 s, 20 s, ... about 40 min in all); then an
+    ops task says the event needs a look."""
+    try:
+        return services_stripe.webhook_event_process(webhook_event_id=webhook_event_id)
+    except services_stripe.WebhookProcessingError as exc:
+        if self.request.retries >= WEBHOOK_MAX_RETRIES:
+            services_stripe.webhook_event_give_up(webhook_event_id=webhook_event_id)
+            return "gave up"
+        raise self.retry(exc=exc, countdown=10 * 2**self.request.retries)
