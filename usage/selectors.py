@@ -83,7 +83,9 @@ def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, 
     now = at or timezone.now()
     start, end = company_period(company, now)
     with connection.cursor() as cursor:
-        cursor.execute(_SUMMARY_SQL, [company.pk, start, company.tier_id])
+        cursor.execute(
+            _SUMMARY_SQL, [company.pk, connection.ops.adapt_datetimefield_value(start), company.tier_id]
+        )
         rows = [_Row(*r) for r in cursor.fetchall()]
     for row in rows:
         if row.limit_id is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -272,15 +272,27 @@ def monitor_candidates(*, now: datetime) -> list[Candidate]:
     never the number of events. Periods that closed within the last day plus the grace
     window are included, so a crossing in a period's last hours is not missed."""
     since = now - timedelta(days=1, hours=settings.USAGE_GRACE_HOURS)
+    dt = connection.ops.adapt_datetimefield_value
     params = {
-        "now": now,
-        "since": since,
+        "now": dt(now),
+        "since": dt(since),
         "warn": settings.USAGE_WARNING_PERCENT,
         "canceled": CompanyStatus.CANCELED,
     }
     with connection.cursor() as cursor:
         cursor.execute(_CANDIDATES_SQL, params)
-        return [Candidate(*(row[:6]), bool(row[6]), bool(row[7])) for row in cursor.fetchall()]
+        rows = cursor.fetchall()
+    return [
+        Candidate(row[0], row[1], _aware(row[2]), _aware(row[3]), row[4], row[5], bool(row[6]), bool(row[7]))
+        for row in rows
+    ]
+
+
+def _aware(value) -> datetime:
+    """Raw SQLite cursors hand back naive times (or text); PostgreSQL aware ones."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if timezone.is_aware(value) else value.replace(tzinfo=UTC)
 
 
 def _admin_link(obj) -> str:
@@ -381,13 +393,13 @@ def _record_crossings(*, run: MonitorRun, batch: list[tuple[Candidate, list[str]
                     [
                         candidate.company_id,
                         candidate.feature_id,
-                        candidate.period_start,
+                        connection.ops.adapt_datetimefield_value(candidate.period_start),
                         level,
                         candidate.used,
                         candidate.included,
                         level == top,
                         run.pk,
-                        now,
+                        connection.ops.adapt_datetimefield_value(now),
                     ],
                 )
                 row = cursor.fetchone()
