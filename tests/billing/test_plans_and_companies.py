@@ -1,0 +1,60 @@
+"""Tiers, companies and their billing periods."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from billing.models import Company, Membership, Tier, TierLimit
+from billing.periods import period_bounds
+from billing.selectors import company_owner_emails, company_period
+
+
+def d(*args):
+    return datetime(*args, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "anchor,at,expected",
+    [
+        (1, d(2026, 11, 16), (d(2026, 11, 1), d(2026, 12, 1))),
+        (1, d(2026, 12, 31, 23, 59), (d(2026, 12, 1), d(2027, 1, 1))),
+        (15, d(2026, 11, 14, 23), (d(2026, 10, 15), d(2026, 11, 15))),
+        (15, d(2026, 11, 15), (d(2026, 11, 15), d(2026, 12, 15))),
+        (31, d(2027, 2, 28, 12), (d(2027, 2, 28), d(2027, 3, 31))),
+        (31, d(2027, 2, 27), (d(2027, 1, 31), d(2027, 2, 28))),
+        (30, d(2028, 2, 29, 1), (d(2028, 2, 29), d(2028, 3, 30))),
+    ],
+)
+def test_monthly_periods_from_an_anchor_day(anchor, at, expected):
+    assert period_bounds(anchor, at) == expected
+
+
+@pytest.mark.django_db
+def test_the_default_catalogue_is_installed_by_migration():
+    assert list(Tier.objects.values_list("code", "monthly_price", "currency")) == [
+        ("starter", 4900, "USD"),
+        ("pro", 19900, "USD"),
+        ("enterprise", 99900, "USD"),
+    ]
+    assert TierLimit.objects.count() == 9
+    assert TierLimit.objects.get(tier__code="enterprise", feature__code="directory_invites").included is None
+
+
+@pytest.mark.django_db
+def test_a_new_company_starts_on_the_cheapest_tier_with_a_monthly_period():
+    company = Company.objects.create(name="New Co", slug="new-co", billing_anchor_day=10)
+    assert company.tier.code == "starter"
+    assert company.status == "active"
+    assert company_period(company, d(2026, 11, 16)) == (d(2026, 11, 10), d(2026, 12, 10))
+
+
+@pytest.mark.django_db
+def test_owner_emails_are_the_active_owners_only(django_user_model):
+    company = Company.objects.create(name="Team Co", slug="team-co")
+    for name, role, active in [("ann", "owner", True), ("bob", "owner", False), ("cat", "admin", True),
+                               ("dan", "owner", True)]:
+        user = django_user_model.objects.create_user(name, f"{name}@team.example", "pw", is_active=active)
+        Membership.objects.create(user=user, company=company, role=role)
+    assert company_owner_emails(company) == ["ann@team.example", "dan@team.example"]
