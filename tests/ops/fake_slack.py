@@ -49,11 +49,13 @@ class FakeSlack:
         with self._lock:
             return [m.get("text", "") for m in self.messages]
 
-    def wait_for(self, count: int, *, timeout: float = 30) -> bool:
-        """Block until ``count`` messages were delivered (for a real worker delivering in
-        another thread); returns False if that did not happen within ``timeout``."""
+    def wait_for(self, count: int, *, timeout: float = 30, attempts: bool = False) -> bool:
+        """Block until ``count`` messages were delivered (or, with ``attempts``, posts were
+        answered at all) — for a real worker posting from another thread; False if that
+        did not happen within ``timeout``."""
+        seen = self.requests if attempts else self.messages
         with self._lock:
-            return self._lock.wait_for(lambda: len(self.messages) >= count, timeout=timeout)
+            return self._lock.wait_for(lambda: len(seen) >= count, timeout=timeout)
 
     def block_text(self, index: int) -> str:
         """Every piece of text in one delivered message's blocks, joined, for assertions."""
@@ -76,6 +78,7 @@ class FakeSlack:
             if self._failures:
                 status, body = self._failures.pop(0)
                 self.requests.append({"payload": payload, "status": status})
+                self._lock.notify_all()
                 return status, body
             if not payload.get("text") and not payload.get("blocks"):
                 self.requests.append({"payload": payload, "status": 400})
