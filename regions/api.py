@@ -62,7 +62,7 @@ class PolicySerializer(serializers.Serializer):
     auto_failback = serializers.BooleanField()
     cooldown_seconds = serializers.IntegerField()
     read_policy = serializers.CharField()
-    pinned_region = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    pinned_region = serializers.CharField(source="pinned_region.slug", allow_null=True)
     pinned_by = serializers.CharField()
     pinned_at = serializers.DateTimeField(allow_null=True)
     last_failover_at = serializers.DateTimeField(allow_null=True)

@@ -126,6 +126,7 @@ def test_failover_with_pin_pins_the_region(client, can_fail_over, primary, secon
     policy = FailoverPolicy.objects.get()
     assert policy.pinned_region == Region.objects.get(slug="secondary")
     assert policy.pinned_by == "sam"
+    assert client.get("/api/v1/regions/").json()["policy"]["pinned_region"] == "secondary"
 
 
 def test_failover_to_an_unknown_region_is_400_naming_to(client, can_fail_over, primary):
