@@ -2,13 +2,14 @@
 
 Other apps call only ``notify`` and ``ops_task_open``, inside their own transaction.
 Delivery runs after commit in a Celery task; a row is claimed with a conditional UPDATE
-(pending -> sending) so however many workers race, one of them sends it.
+(pending -> sending) so however many workers race, one of them sends it. Storm damping is
+decided at delivery too, so ``notify`` takes no lock a caller's transaction would hold.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -79,16 +80,6 @@ def notify(
     if not _insert_once(notification):
         return None
 
-    summary = _storm_summary_if_over(kind=kind, now=now)
-    if summary is not None:
-        Notification.objects.filter(pk=notification.pk).update(
-            status=NotificationStatus.FOLDED, folded_into=summary, next_attempt_at=None
-        )
-        notification.status = NotificationStatus.FOLDED
-        notification.folded_into = summary
-        notification.next_attempt_at = None
-        return notification
-
     pk = notification.pk
     transaction.on_commit(lambda: _enqueue_delivery(pk))
     return notification
@@ -118,15 +109,16 @@ def _enqueue_delivery(pk: int, *, eta: datetime | None = None) -> None:
         logger.warning("could not enqueue alert #%s; the sweep will deliver it", pk, exc_info=True)
 
 
-def _storm_window_start(now: datetime) -> datetime:
+def _storm_window_start(moment: datetime) -> datetime:
     window = settings.NOTIFY_STORM_WINDOW_SECONDS
-    epoch = int(now.timestamp())
-    return datetime.fromtimestamp(epoch - epoch % window, tz=now.tzinfo or timezone.get_current_timezone())
+    epoch = int(moment.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % window, tz=UTC)
 
 
 def _storm_count(*, kind: str, window_start: datetime) -> int:
-    """Count this alert in its window, atomically (the row stays locked until the caller
-    commits, so alerts of one kind in a storm queue on it and the count is exact)."""
+    """Count one more alert of this kind in its window, in one atomic statement (run at
+    delivery, in autocommit: the row is locked only for that statement, never for the
+    length of a caller's transaction)."""
     table = connection.ops.quote_name(StormWindow._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -137,32 +129,53 @@ def _storm_count(*, kind: str, window_start: datetime) -> int:
         return cursor.fetchone()[0]
 
 
-def _storm_summary_if_over(*, kind: str, now: datetime) -> Notification | None:
-    window_start = _storm_window_start(now)
-    if _storm_count(kind=kind, window_start=window_start) <= settings.NOTIFY_STORM_THRESHOLD:
+def _storm_fold(notification: Notification) -> Notification | None:
+    """On an alert's first delivery attempt: past the threshold for its kind in the window
+    it was raised in, fold it into that window's summary instead of sending it."""
+    window_start = _storm_window_start(notification.created_at)
+    if _storm_count(kind=notification.kind, window_start=window_start) <= settings.NOTIFY_STORM_THRESHOLD:
         return None
+    with transaction.atomic():
+        summary = _open_storm_summary(kind=notification.kind, window_start=window_start)
+        Notification.objects.filter(pk=notification.pk, status=NotificationStatus.SENDING).update(
+            status=NotificationStatus.FOLDED, folded_into=summary, next_attempt_at=None
+        )
+    return summary
+
+
+def _open_storm_summary(*, kind: str, window_start: datetime) -> Notification:
+    """The window's summary that has not been sent yet, locked so it cannot be claimed
+    (and rendered) before this fold commits. If delivery lagged and the window's summary
+    went out already, a follow-up summary collects the rest."""
     window_end = window_start + timedelta(seconds=settings.NOTIFY_STORM_WINDOW_SECONDS)
-    key = f"ops.storm:{kind}:{window_start:%Y%m%dT%H%M%S}"
-    summary = Notification(
-        kind=kind,
-        title=f"Alert storm: more {kind} alerts than usual",
-        text="",
-        severity=Severity.WARNING,
-        link=_absolute(reverse("admin:ops_notification_changelist") + f"?kind={kind}"),
-        dedup_key=key,
-        slack_status=ChannelStatus.PENDING,
-        email_to=list(settings.OPS_EMAILS),
-        email_status=ChannelStatus.PENDING if settings.OPS_EMAILS else ChannelStatus.NONE,
-        created_at=now,
-        next_attempt_at=window_end,
-        give_up_at=window_end + timedelta(seconds=settings.NOTIFY_GIVE_UP_AFTER),
-        is_summary=True,
-    )
-    if _insert_once(summary):
-        pk = summary.pk
-        transaction.on_commit(lambda: _enqueue_delivery(pk, eta=window_end))
-        return summary
-    return Notification.objects.get(dedup_key=key)
+    base_key = f"ops.storm:{kind}:{window_start:%Y%m%dT%H%M%S}"
+    for round_ in range(1000):
+        key = base_key if round_ == 0 else f"{base_key}:{round_}"
+        now = timezone.now()
+        due = max(window_end, now + timedelta(seconds=settings.NOTIFY_STORM_WINDOW_SECONDS if round_ else 0))
+        summary = Notification(
+            kind=kind,
+            title=f"Alert storm: more {kind} alerts than usual",
+            text="",
+            severity=Severity.WARNING,
+            link=_absolute(reverse("admin:ops_notification_changelist") + f"?kind={kind}"),
+            dedup_key=key,
+            slack_status=ChannelStatus.PENDING,
+            email_to=list(settings.OPS_EMAILS),
+            email_status=ChannelStatus.PENDING if settings.OPS_EMAILS else ChannelStatus.NONE,
+            created_at=now,
+            next_attempt_at=due,
+            give_up_at=due + timedelta(seconds=settings.NOTIFY_GIVE_UP_AFTER),
+            is_summary=True,
+            fields={"Window": f"{window_start:%Y-%m-%d %H:%M:%S}–{window_end:%H:%M:%S} UTC"},
+        )
+        if _insert_once(summary):
+            pk = summary.pk
+            transaction.on_commit(lambda pk=pk, due=due: _enqueue_delivery(pk, eta=due))
+        locked = Notification.objects.select_for_update().get(dedup_key=key)
+        if locked.status == NotificationStatus.PENDING and locked.attempts == 0:
+            return locked
+    raise RuntimeError(f"no open storm summary for {kind} at {window_start}")
 
 
 def _absolute(path: str) -> str:
@@ -209,6 +222,8 @@ def notification_deliver(*, notification_id: int) -> str:
     notification = Notification.objects.select_related("company").get(pk=notification_id)
     if notification.is_summary:
         _render_summary(notification)
+    elif notification.attempts == 1 and _storm_fold(notification) is not None:
+        return NotificationStatus.FOLDED
 
     updates: dict[str, Any] = {}
     errors: list[tuple[str, gateways.DeliveryError]] = []
@@ -301,12 +316,15 @@ def _render_summary(summary: Notification) -> None:
     lines += [f"• {n.title}" for n in folded[:SUMMARY_TITLES_SHOWN]]
     if count > SUMMARY_TITLES_SHOWN:
         lines.append(f"• … and {count - SUMMARY_TITLES_SHOWN} more")
-    lines += ["", "What to do: open the outbox (link) to read each alert and work the ops task queue; "
-              "a storm usually has one cause, so look for what they have in common."]
+    lines += [
+        "",
+        "What to do: open the outbox (link) to read each alert and work the ops task queue; "
+        "a storm usually has one cause, so look for what they have in common.",
+    ]
     summary.title = f"Alert storm: {count} more {summary.kind} alerts folded"[:300]
     summary.text = "\n".join(lines)
     summary.severity = worst if count else Severity.INFO
-    summary.fields = {"Kind": summary.kind, "Folded alerts": str(count)}
+    summary.fields = {"Kind": summary.kind, "Folded alerts": str(count), **summary.fields}
     if companies:
         summary.fields["Companies"] = ", ".join(companies[:20]) + (" …" if len(companies) > 20 else "")
     Notification.objects.filter(pk=summary.pk).update(

@@ -45,3 +45,31 @@ def test_four_workers_racing_over_200_pending_alerts_deliver_each_exactly_once(f
     assert sorted(titles) == sorted(f"[Info] alert {i:03d}" for i in range(200))
     assert outcomes == {"sent": 200, "skipped": 600}
     assert set(Notification.objects.values_list("status", "attempts")) == {(NotificationStatus.SENT, 1)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_four_workers_racing_through_a_storm_send_exactly_the_threshold_and_one_summary(fake_slack, settings):
+    settings.NOTIFY_STORM_THRESHOLD = 10
+    settings.NOTIFY_STORM_WINDOW_SECONDS = 3600  # the whole test falls in one window
+    with transaction.atomic():
+        ids = [notify(kind="usage.breach", title=f"over {i}", text="...", email_to=[]).pk for i in range(50)]
+    barrier = threading.Barrier(4)
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            for pk in ids:
+                notification_deliver(notification_id=pk)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert len(fake_slack.messages) == 10
+    (summary,) = Notification.objects.filter(is_summary=True)
+    assert summary.folded.count() == 40
+    assert Notification.objects.filter(status=NotificationStatus.FOLDED, folded_into=summary).count() == 40
