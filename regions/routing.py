@@ -4,7 +4,8 @@ The state lives in the Django cache (Redis in production) under one key. A proce
 re-reads that key at most once per ``STALE_AFTER`` seconds; a failover writes the new
 state to the cache as soon as it commits. So every process follows a failover within
 about one second, and a request costs at most one cache read per second per process.
-The database is read only when the cache has nothing (first start, cache flushed).
+A request never reads the database: when the key is missing (cache flushed) a process
+keeps its last state until the next probe cycle republishes it (every cycle does).
 """
 
 from __future__ import annotations
@@ -43,9 +44,12 @@ def current() -> RoutingState:
     try:
         data = cache.get(CACHE_KEY)
         if data is None:
-            data = publish()
-            return _state
-        _state = RoutingState(**data)
+            # Never the database in the request path: keep what we had (single-region
+            # mode in a process that never saw a state) until the next probe cycle, a
+            # failover or an admin edit publishes again.
+            log.warning("regions: routing state missing from the cache; keeping the last one")
+        else:
+            _state = RoutingState(**data)
     except Exception:  # a cache outage must not take the site down: keep the last state
         log.exception("regions: could not refresh the routing state; keeping the last one")
     _loaded_at = now

@@ -205,8 +205,8 @@ def regions_probe_cycle(*, now: datetime | None = None) -> CycleReport:
         if changed:
             report.transitions[region.slug] = changed
     report.gate = gate_evaluate(now=now)
-    if report.transitions and report.gate.action not in ("failover", "failback"):
-        transaction.on_commit(routing.publish)  # health feeds the 503 decision
+    # Health feeds the 503 decision, and a flushed cache is refilled within one cycle.
+    transaction.on_commit(routing.publish)
     return report
 
 

@@ -120,3 +120,19 @@ def test_a_failover_reaches_every_process_within_a_second(on_standby, secondary,
         clock.shift(0.6)
         assert on_standby(RequestFactory().post("/api/v1/x/")).status_code == 200  # we are active now
     assert cache.get(routing.CACHE_KEY)["active"] == "secondary"
+
+
+def test_an_empty_cache_costs_no_query_and_the_next_cycle_refills_it(
+    primary, secondary, settings, cycle, django_assert_num_queries, django_capture_on_commit_callbacks
+):
+    settings.REGION_NAME = "secondary"
+    middleware = RegionRoutingMiddleware(lambda request: HttpResponse("served"))
+    with django_assert_num_queries(0):
+        response = middleware(RequestFactory().post("/api/v1/x/"))
+    assert response.status_code == 200  # nothing known yet: single-region behaviour, headers only
+    assert response["X-Region"] == "secondary"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        cycle()
+    routing.forget_local()
+    assert middleware(RequestFactory().post("/api/v1/x/")).status_code == 307
