@@ -47,7 +47,8 @@ def current() -> RoutingState:
             # Never the database in the request path: keep what we had (single-region
             # mode in a process that never saw a state) until the next probe cycle, a
             # failover or an admin edit publishes again.
-            log.warning("regions: routing state missing from the cache; keeping the last one")
+            if _loaded_at is None:
+                log.warning("regions: routing state missing from the cache; keeping the last one")
         else:
             _state = RoutingState(**data)
     except Exception:  # a cache outage must not take the site down: keep the last state
