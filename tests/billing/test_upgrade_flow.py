@@ -1,0 +1,207 @@
+"""The upgrade flow behind the usage meter's upgrade prompt, through the stand-in Stripe."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from audit.models import AuditLog
+from billing.models import (
+    BillingEvent,
+    BillingEventKind,
+    BillingEventStatus,
+    CompanyStripe,
+    StripeWebhookEvent,
+)
+from billing.services_stripe import webhook_event_process
+from tests.billing.stripe_fixtures import TIER_PRICES, WEBHOOK_SECRET, with_customer
+from tests.fakes.stripe_server import make_event, signed_webhook
+
+UPGRADE = "/api/v1/billing/upgrade/"
+PORTAL = "/api/v1/billing/portal/"
+WEBHOOK = "/api/v1/billing/stripe/webhook/"
+
+
+def _as(user) -> APIClient:
+    api = APIClient()
+    api.force_authenticate(user)
+    return api
+
+
+def _deliver_and_process(client, event: dict) -> str:
+    body, header = signed_webhook(event, WEBHOOK_SECRET)
+    assert (
+        client.post(
+            WEBHOOK, data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+        ).status_code
+        == 200
+    )
+    return webhook_event_process(webhook_event_id=StripeWebhookEvent.objects.get(stripe_id=event["id"]).pk)
+
+
+@pytest.mark.django_db
+def test_starter_to_pro_end_to_end(client, fake_stripe, stripe_company, set_usage):
+    acme = stripe_company("starter", name="Acme Freight")
+    set_usage(acme, "quotes", 1_500)  # over Starter's 1,000, well within Pro's 10,000
+    api = _as(acme.owner)
+
+    started = api.post(UPGRADE, {"tier": "pro"}, format="json")
+
+    assert started.status_code == 200, started.json()
+    assert started.json()["action"] == "checkout"
+    assert started.json()["url"].startswith("https://checkout.stripe.com/")
+    (session,) = fake_stripe.checkout_sessions.values()
+    assert session["customer"] == CompanyStripe.objects.get(company=acme).customer_id
+    assert session["mode"] == "subscription" and session["client_reference_id"] == str(acme.pk)
+    acme.refresh_from_db()
+    assert acme.tier.code == "starter"  # nothing changes before Stripe says it is paid
+
+    completed = fake_stripe.complete_checkout_session(session["id"])
+    assert _deliver_and_process(client, make_event("checkout.session.completed", completed)) == "processed"
+    subscription = fake_stripe.subscriptions[completed["subscription"]]
+    assert (
+        _deliver_and_process(client, make_event("customer.subscription.created", subscription)) == "processed"
+    )
+
+    acme.refresh_from_db()
+    assert acme.tier.code == "pro"
+    summary = api.get("/api/v1/usage/summary/").json()
+    assert summary["tier"]["code"] == "pro"
+    quotes = next(f for f in summary["features"] if f["feature"] == "quotes")
+    assert (quotes["used"], quotes["limit"], quotes["status"], quotes["overage_units"]) == (
+        1_500,
+        10_000,
+        "ok",
+        0,
+    )
+
+    upgrade = BillingEvent.objects.get(kind=BillingEventKind.UPGRADE, company=acme)
+    assert upgrade.status == BillingEventStatus.SENT and upgrade.to_tier.code == "pro"
+    assert upgrade.stripe_object_id == session["id"]
+    assert BillingEvent.objects.filter(kind=BillingEventKind.TIER_CHANGE, company=acme).count() == 1
+    mapping = CompanyStripe.objects.get(company=acme)
+    assert (mapping.subscription_id, mapping.subscription_price_id) == (
+        subscription["id"],
+        TIER_PRICES["pro"],
+    )
+    actions = set(AuditLog.objects.filter(company_id=acme.pk).values_list("action", "actor_label"))
+    assert ("billing.upgrade.request", acme.owner.username) in actions
+    assert ("billing.upgrade.completed", "stripe") in actions
+    assert ("billing.company.tier_change", "stripe") in actions
+    posts = [r for r in fake_stripe.requests if r.method == "POST"]
+    assert posts and all(r.idempotency_key for r in posts)
+
+
+@pytest.mark.django_db
+def test_an_existing_subscription_changes_price_with_proration(fake_stripe, stripe_company):
+    acme = stripe_company("starter")
+    customer = with_customer(fake_stripe, acme)
+    sub = fake_stripe.add_subscription(
+        customer, TIER_PRICES["starter"], metadata={"company_id": str(acme.pk)}
+    )
+    CompanyStripe.objects.filter(company=acme).update(
+        subscription_id=sub["id"],
+        subscription_item_id=sub["items"]["data"][0]["id"],
+        subscription_status="active",
+    )
+
+    response = _as(acme.owner).post(UPGRADE, {"tier": "enterprise"}, format="json")
+
+    assert response.status_code == 200, response.json()
+    assert response.json() | {"billing_event": 0} == {
+        "action": "changed",
+        "tier": "enterprise",
+        "status": "active",
+        "billing_event": 0,
+    }
+    acme.refresh_from_db()
+    assert acme.tier.code == "enterprise"
+    items = fake_stripe.subscriptions[sub["id"]]["items"]["data"]
+    assert [i["price"]["id"] for i in items] == [TIER_PRICES["enterprise"]]
+    (update,) = [r for r in fake_stripe.requests if r.path == f"/v1/subscriptions/{sub['id']}"]
+    assert update.params["proration_behavior"] == "always_invoice" and update.idempotency_key
+    assert BillingEvent.objects.get(kind=BillingEventKind.UPGRADE).status == BillingEventStatus.SENT
+
+
+@pytest.mark.django_db
+def test_a_downgrade_below_this_periods_usage_is_refused(fake_stripe, stripe_company, set_usage):
+    globex = stripe_company("pro")
+    set_usage(globex, "quotes", 5_000)
+
+    response = _as(globex.owner).post(UPGRADE, {"tier": "starter"}, format="json")
+
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["fields"][0]["field"] == "tier"
+    assert "Quotes: 5000 used, Starter includes 1000" in error["message"]
+    globex.refresh_from_db()
+    assert globex.tier.code == "pro"
+    assert not BillingEvent.objects.exists() and fake_stripe.requests == []
+
+
+@pytest.mark.django_db
+def test_a_downgrade_that_fits_goes_to_checkout(fake_stripe, stripe_company, set_usage):
+    globex = stripe_company("pro")
+    set_usage(globex, "quotes", 900)
+
+    response = _as(globex.owner).post(UPGRADE, {"tier": "starter"}, format="json")
+
+    assert response.status_code == 200 and response.json()["action"] == "checkout"
+    assert BillingEvent.objects.get().kind == BillingEventKind.DOWNGRADE
+
+
+@pytest.mark.django_db
+def test_bad_requests_name_the_field_and_change_nothing(fake_stripe, stripe_company):
+    acme = stripe_company("starter")
+    api = _as(acme.owner)
+
+    unknown = api.post(UPGRADE, {"tier": "platinum"}, format="json")
+    missing = api.post(UPGRADE, {}, format="json")
+    same = api.post(UPGRADE, {"tier": "starter"}, format="json")
+
+    assert (unknown.status_code, unknown.json()["error"]["fields"][0]["field"]) == (400, "tier")
+    assert (missing.status_code, missing.json()["error"]["fields"][0]["field"]) == (400, "tier")
+    assert (same.status_code, same.json()["error"]["fields"][0]["field"]) == (409, "tier")
+    assert not BillingEvent.objects.exists() and fake_stripe.requests == []
+
+
+@pytest.mark.django_db
+def test_only_owners_and_admins_of_the_company_may_upgrade(fake_stripe, stripe_company, outsider, staff_user):
+    acme = stripe_company("starter")
+    member = stripe_company("starter", role="member")
+    admin_co = stripe_company("starter", role="admin")
+
+    assert _as(member.owner).post(UPGRADE, {"tier": "pro"}, format="json").status_code == 403
+    assert _as(outsider).post(UPGRADE, {"tier": "pro"}, format="json").status_code == 404
+    other = _as(admin_co.owner).post(UPGRADE, {"tier": "pro", "company": acme.slug}, format="json")
+    assert other.status_code == 404
+    assert APIClient().post(UPGRADE, {"tier": "pro"}, format="json").status_code in (401, 403)
+    assert _as(admin_co.owner).post(UPGRADE, {"tier": "pro"}, format="json").status_code == 200
+    staff = _as(staff_user).post(UPGRADE, {"tier": "pro", "company": str(acme.pk)}, format="json")
+    assert staff.status_code == 200 and staff.json()["action"] == "checkout"
+    assert set(BillingEvent.objects.values_list("company_id", flat=True)) == {admin_co.pk, acme.pk}
+
+
+@pytest.mark.django_db
+def test_the_portal_returns_a_billing_portal_url(fake_stripe, stripe_company):
+    acme = stripe_company("starter")
+
+    response = _as(acme.owner).post(PORTAL, {}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["url"].startswith("https://billing.stripe.com/p/session/")
+    assert AuditLog.objects.filter(action="billing.portal.open", company_id=acme.pk).exists()
+
+
+@pytest.mark.django_db
+def test_stripe_down_answers_503_and_records_the_failed_attempt(fake_stripe, stripe_company):
+    acme = stripe_company("starter")
+    with_customer(fake_stripe, acme)
+    fake_stripe.fail_next(1, 503)
+
+    response = _as(acme.owner).post(UPGRADE, {"tier": "pro"}, format="json")
+
+    assert response.status_code == 503
+    assert BillingEvent.objects.get().status == BillingEventStatus.FAILED
+    acme.refresh_from_db()
+    assert acme.tier.code == "starter"
