@@ -37,6 +37,7 @@ demo: install
 	bash scripts/demo.sh
 
 test: install-dev
+	bash scripts/ensure-chromium.sh
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install-dev

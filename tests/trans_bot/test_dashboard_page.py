@@ -1,0 +1,70 @@
+"""The executive dashboard, seen in a real (headless Chromium) browser: an ops person
+logs in and sees the active region, the SLO, open tasks, the monitor and billing."""
+
+import os
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import sync_playwright
+
+from billing.models import BillingEvent, Company
+from ops.services import ops_task_open
+from regions.models import Region
+from usage.models import MonitorRun
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = os.environ.get("SCREENSHOT_DIR")
+
+
+@pytest.fixture
+def busy_back_office(db):
+    now = timezone.now()
+    Region.objects.create(
+        name="EU primary", slug="primary", base_url="http://127.0.0.1:9", order=0,
+        is_active=True, status="unhealthy", consecutive_failures=2, last_latency_ms=41.0, last_checked_at=now,
+    )
+    Region.objects.create(
+        name="US standby", slug="secondary", base_url="http://127.0.0.1:10", order=1,
+        status="healthy", last_latency_ms=88.0, last_checked_at=now,
+    )
+    acme = Company.objects.create(name="Acme Freight", slug="acme")
+    ops_task_open(kind="usage.breach", title="Acme Freight is over its quotes limit", severity="high", company=acme)
+    ops_task_open(kind="region.failover", title="Failover to US standby: check EU", severity="critical")
+    MonitorRun.objects.create(
+        started_at=now - timedelta(hours=3), finished_at=now - timedelta(hours=3), status="succeeded",
+        companies_scanned=120, warnings=7, breaches=2, new_tasks=3,
+    )
+    BillingEvent.objects.create(
+        kind="overage", status="sent", company=acme, units=250, amount=1250, currency="USD",
+        identifier="tb-test-1", sent_at=now, created_at=now,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ops_see_the_state_of_the_service_at_a_glance(live_server, ops_user, busy_back_office, tmp_path):
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+        page.fill("#id_username", "olivia")
+        page.fill("#id_password", "pw-olivia-123")
+        page.click("input[type=submit]")
+        page.wait_for_selector("#executive-dashboard")
+
+        regions = page.inner_text("#dash-regions")
+        assert "EU primary" in regions and "ACTIVE" in regions
+        assert "Unhealthy" in regions and "US standby" in regions and "Healthy" in regions
+        assert "SLO of 99.95 %" in regions
+        tasks = page.inner_text("#dash-tasks")
+        assert "Open ops tasks: 2" in tasks
+        assert tasks.index("Failover to US standby") < tasks.index("Acme Freight is over")  # critical first
+        usage = page.inner_text("#dash-usage")
+        assert "120 companies, 7 warnings, 2 breaches, 3 new tasks" in usage
+        assert "12.50 USD" in page.inner_text("#dash-billing")
+
+        page.screenshot(path=os.path.join(SCREENSHOTS or str(tmp_path), "dashboard.png"), full_page=True)
+        browser.close()
