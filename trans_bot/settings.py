@@ -274,7 +274,7 @@ STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 # Webhook signatures older than this many seconds are refused (Stripe's default: 300).
 STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
 # Where Checkout and the Billing Portal send the customer back to (the frontend).
-BILLING_RETURN_URL = env.str("BILLING_RETURN_URL", default=SITE_URL + "/")
+BILLING_RETURN_URL = env.str("BILLING_RETURN_URL", default="") or SITE_URL + "/"
 # Overage reports that fail transiently retry with backoff (base * 2^(n-1), capped) and
 # give up after BILLING_REPORT_MAX_ATTEMPTS (an ops task then says so).
 BILLING_RETRY_BASE_SECONDS = env.int("BILLING_RETRY_BASE_SECONDS", default=60)
