@@ -15,6 +15,21 @@ def _allow_test_flush(sender, connection, **kwargs):
 connection_created.connect(_allow_test_flush, dispatch_uid="allow_test_flush")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_routing_state():
+    """Each test starts with no routing state cached (Redis outlives a test) and this
+    process's snapshot forgotten, so a failover in one test never routes another."""
+    from django.core.cache import cache
+
+    from regions import routing
+
+    cache.delete(routing.CACHE_KEY)
+    routing.forget_local()
+    yield
+    cache.delete(routing.CACHE_KEY)
+    routing.forget_local()
+
+
 @pytest.fixture
 def ops_user(django_user_model):
     """A member of the ops team: staff and superuser, as in Django admin."""

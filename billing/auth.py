@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 from rest_framework_api_key.permissions import KeyParser
 
@@ -62,3 +63,18 @@ class IsCompanyUserOrAPIKey(permissions.BasePermission):
         return isinstance(request.auth, CompanyAPIKey) or bool(
             request.user and request.user.is_authenticated
         )
+
+
+class CompanyAPIKeyScheme(OpenApiAuthenticationExtension):
+    """Tells the OpenAPI schema how a company API key is sent."""
+
+    target_class = CompanyAPIKeyAuthentication
+    name = "CompanyAPIKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Api-Key <prefix>.<secret>`: a company API key (created in admin, shown once).",
+        }

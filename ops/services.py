@@ -129,6 +129,12 @@ def _storm_count(*, kind: str, window_start: datetime) -> int:
         return cursor.fetchone()[0]
 
 
+def _is_ops_facing(notification: Notification) -> bool:
+    """Only alerts to the ops team are damped: a storm summary goes to ops, so folding a
+    message addressed to a customer would mean the customer never hears of it."""
+    return set(notification.email_to or []) <= set(settings.OPS_EMAILS)
+
+
 def _storm_fold(notification: Notification) -> Notification | None:
     """On an alert's first delivery attempt: past the threshold for its kind in the window
     it was raised in, fold it into that window's summary instead of sending it."""
@@ -222,7 +228,7 @@ def notification_deliver(*, notification_id: int) -> str:
     notification = Notification.objects.select_related("company").get(pk=notification_id)
     if notification.is_summary:
         _render_summary(notification)
-    elif notification.attempts == 1 and _storm_fold(notification) is not None:
+    elif notification.attempts == 1 and _is_ops_facing(notification) and _storm_fold(notification) is not None:
         return NotificationStatus.FOLDED
 
     updates: dict[str, Any] = {}

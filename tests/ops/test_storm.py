@@ -98,3 +98,18 @@ def test_alerts_delivered_after_their_window_summary_went_out_get_a_follow_up_su
     ]
     late.refresh_from_db()
     assert late.status == NotificationStatus.FOLDED and late.folded_into.dedup_key.endswith(":1")
+
+
+@pytest.mark.django_db
+def test_a_storm_never_swallows_messages_to_customers(fake_slack, mailoutbox, settings):
+    settings.NOTIFY_STORM_THRESHOLD = 3
+    settings.NOTIFY_STORM_WINDOW_SECONDS = 60
+    with time_machine.travel(WINDOW_START, tick=False):
+        for i in range(20):
+            notify(
+                kind="usage.breach", title=f"You have exceeded your quotes limit ({i})", text="...",
+                slack=False, email_to=[f"owner{i}@example.com"],
+            )
+        assert notifications_deliver_due() == {"sent": 20}
+    assert sorted(m.to[0] for m in mailoutbox) == sorted(f"owner{i}@example.com" for i in range(20))
+    assert not Notification.objects.filter(is_summary=True).exists()

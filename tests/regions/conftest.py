@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 
-from regions import routing
 from regions.fake import FakeRegionServer
 from regions.models import FailoverPolicy, Region, RegionStatus
 from regions.selectors import policy_get
 from regions.services import regions_probe_cycle
-
-
-@pytest.fixture(autouse=True)
-def _fresh_routing_state():
-    """Each test starts with nothing cached and this process's snapshot forgotten."""
-    cache.delete(routing.CACHE_KEY)
-    routing.forget_local()
-    yield
-    cache.delete(routing.CACHE_KEY)
-    routing.forget_local()
 
 
 @pytest.fixture
