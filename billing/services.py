@@ -48,7 +48,11 @@ def company_api_key_revoke(*, key: CompanyAPIKey, actor: Actor) -> bool:
 def company_set_tier(*, company: Company, tier: Any, actor: Actor, reason: str = "") -> bool:
     """Move a company to another tier (admin, or the billing flow). Audited."""
     with transaction.atomic():
-        before = Company.objects.select_for_update().values_list("tier__code", flat=True).get(pk=company.pk)
+        # FOR NO KEY UPDATE of the company row only: it does not conflict with the key-share
+        # locks that inserts referencing the company (or its tier) take, so it cannot
+        # deadlock with audited writers holding the audit chain head.
+        locked = Company.objects.select_for_update(no_key=True, of=("self",))
+        before = locked.values_list("tier__code", flat=True).get(pk=company.pk)
         if before == tier.code:
             return False
         Company.objects.filter(pk=company.pk).update(tier=tier)

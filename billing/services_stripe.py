@@ -54,6 +54,7 @@ from billing.models import (
 )
 from billing.periods import previous_period_bounds
 from billing.selectors import company_owner_emails, company_period
+from billing.services import company_set_tier
 from ops.services import admin_url, notify, ops_task_open
 
 logger = logging.getLogger(__name__)
@@ -696,21 +697,6 @@ def _set_status(
     return before
 
 
-def _set_tier(*, company: Company, before: Tier, tier: Tier, actor: Actor, reason: str) -> None:
-    """Move the company to ``tier`` (the caller holds the company's mapping lock). A plain
-    UPDATE: locking the company row joined with its tier row (FOR UPDATE locks both) would
-    deadlock with other audited writers that reference that tier."""
-    Company.objects.filter(pk=company.pk).update(tier=tier)
-    company.tier = tier
-    audit_record(
-        action="billing.company.tier_change",
-        actor=actor,
-        target=company,
-        company=company,
-        details={"from": before.code, "to": tier.code, "reason": reason},
-    )
-
-
 def _locked_mapping(company: Company) -> CompanyStripe:
     company_stripe_mapping(company=company)
     return CompanyStripe.objects.select_for_update().get(company=company)
@@ -751,13 +737,7 @@ def subscription_apply(
 
     current_tier = Tier.objects.get(pk=Company.objects.values_list("tier_id", flat=True).get(pk=company.pk))
     if tier is not None and tier.pk != current_tier.pk:
-        _set_tier(
-            company=company,
-            before=current_tier,
-            tier=tier,
-            actor=actor,
-            reason=f"Stripe subscription {sub.get('id')}",
-        )
+        company_set_tier(company=company, tier=tier, actor=actor, reason=f"Stripe subscription {sub.get('id')}")
         _effect(
             kind=effect_kind,
             company=company,
