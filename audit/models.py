@@ -39,7 +39,7 @@ class AuditLog(models.Model):
     # No foreign keys: deleting a user or company must not touch (or be blocked by) history.
     actor_user_id = models.BigIntegerField(null=True, blank=True)
     actor_label = models.CharField(max_length=150)
-    action = models.CharField(max_length=100, db_index=True)
+    action = models.CharField(max_length=100)
     target_type = models.CharField(max_length=100, blank=True)
     target_id = models.CharField(max_length=64, blank=True)
     target_repr = models.CharField(max_length=200, blank=True)
@@ -55,7 +55,11 @@ class AuditLog(models.Model):
 
     class Meta:
         ordering = ["-seq"]
-        indexes = [models.Index(fields=["target_type", "target_id"])]
+        indexes = [
+            # Plain b-trees (no LIKE-pattern twins): every index costs each append.
+            models.Index(fields=["action"], name="audit_log_action"),
+            models.Index(fields=["target_type", "target_id"]),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} by {self.actor_label}"
@@ -75,6 +79,9 @@ class ChainHead(models.Model):
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     seq = models.BigIntegerField(default=0)
     hash = models.CharField(max_length=64)
+    # The hash before the last append: lets one UPDATE advance the head and hand back
+    # both hashes (RETURNING shows only new values), without a separate row lock.
+    prev_hash = models.CharField(max_length=64, default="0" * 64)
 
     def __str__(self) -> str:
         return f"audit chain at #{self.seq}"

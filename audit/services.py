@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
+import psycopg
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models, transaction
 from django.utils import timezone
@@ -95,19 +96,17 @@ _COLUMNS = [
     "target_id", "target_repr", "company_id", "company_name", "details", "request_id", "ip",
 ]
 
-# One round trip: lock the head, advance it, hash, insert. Concurrent appenders queue on
-# the head row's lock until the appending transaction ends, then see the new head.
+# One round trip: advance the head (which locks its row), hash, insert. Every SET
+# expression reads the row as it was, so prev_hash is the old hash; a concurrent appender
+# waits on the row lock until this transaction ends, then re-evaluates on the new head.
 _APPEND_SQL = f"""
-WITH prev AS (
-    SELECT seq, hash FROM audit_chainhead WHERE id = 1 FOR UPDATE
-), head AS (
-    UPDATE audit_chainhead h
-       SET seq = prev.seq + 1,
-           hash = encode(sha256(convert_to(
-               prev.hash || (prev.seq + 1)::text || '|' || %(content)s, 'UTF8')), 'hex')
-      FROM prev
-     WHERE h.id = 1
- RETURNING h.seq, h.hash, prev.hash AS prev_hash
+WITH head AS (
+    UPDATE audit_chainhead
+       SET seq = seq + 1,
+           prev_hash = hash,
+           hash = encode(sha256(convert_to(hash || (seq + 1)::text || '|' || %(content)s, 'UTF8')), 'hex')
+     WHERE id = 1
+ RETURNING seq, hash, prev_hash
 )
 INSERT INTO audit_auditlog (seq, prev_hash, hash, {", ".join(_COLUMNS)})
 SELECT head.seq, head.prev_hash, head.hash, {", ".join(f"%({c})s" for c in _COLUMNS)}
@@ -124,9 +123,12 @@ def _append_postgresql(log: AuditLog, content: str) -> None:
     params = {c: getattr(log, c) for c in _COLUMNS}
     params["details"] = json.dumps(log.details)
     params["content"] = content
-    with connection.cursor() as cursor:
+    connection.ensure_connection()
+    # A server-side-bound, prepared statement on Django's own connection (so inside the
+    # caller's transaction): the server parses and plans this CTE once per connection.
+    with psycopg.Cursor(connection.connection) as cursor:
         for _ in range(2):
-            cursor.execute(_APPEND_SQL, params)
+            cursor.execute(_APPEND_SQL, params, prepare=True)
             row = cursor.fetchone()
             if row is not None:
                 log.pk, log.seq, log.prev_hash, log.hash = row
@@ -145,7 +147,7 @@ def _append_portable(log: AuditLog, content: str) -> None:
         log.seq, log.prev_hash = head.seq + 1, head.hash
         log.hash = chain_hash(prev_hash=head.hash, seq=log.seq, content=content)
         log.save(force_insert=True)
-        ChainHead.objects.filter(pk=1).update(seq=log.seq, hash=log.hash)
+        ChainHead.objects.filter(pk=1).update(seq=log.seq, hash=log.hash, prev_hash=head.hash)
 
 
 def _target_fields(target: models.Model | Target | None) -> dict[str, str]:

@@ -31,10 +31,20 @@ def main() -> None:
         print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
         _append(100, "warmup")
 
+        # Baseline: the cheapest durable write there is, a one-row INSERT committed alone.
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE TABLE bench_floor (n int)")
+            started = time.perf_counter()
+            for i in range(SINGLE):
+                cursor.execute("INSERT INTO bench_floor VALUES (%s)", [i])
+            floor = SINGLE / (time.perf_counter() - started)
+            cursor.execute("DROP TABLE bench_floor")
+        print(f"baseline:        {floor:8.0f} bare one-row INSERT commits/s")
+
         started = time.perf_counter()
         _append(SINGLE, "single")
         single = SINGLE / (time.perf_counter() - started)
-        print(f"single writer:   {single:8.0f} appends/s ({SINGLE} appends)")
+        print(f"single writer:   {single:8.0f} appends/s ({SINGLE} appends, {single / floor:.2f}x the baseline)")
 
         def worker(n: int) -> None:
             try:

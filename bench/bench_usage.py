@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -138,8 +139,23 @@ def bench_ingestion(base: str, secret: str, company_id: int) -> None:
 
     elapsed = _run_threads(SINGLE_CLIENTS, single_client)
     assert set(codes) == {200}, set(codes)
-    print(f"single-event requests, {SINGLE_CLIENTS} clients: {len(codes) / elapsed:,.0f} requests/s; "
+    print(f"single-event requests, {SINGLE_CLIENTS} Python client threads: {len(codes) / elapsed:,.0f} requests/s; "
           f"{describe(latencies)}")
+    if shutil.which("wrk"):
+        # The same load from a C client, so the generator takes less of the 2 cores.
+        out = subprocess.run(
+            ["wrk", "-t2", f"-c{SINGLE_CLIENTS}", "-d10s", "-s", str(ROOT / "bench" / "wrk_single_event.lua"),
+             "-H", f"Authorization: {headers['Authorization']}", "-H", "Content-Type: application/json",
+             base],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        stats = dict(item.split("=") for item in out.split("WRK ", 1)[1].split())
+        rate = int(stats["requests"]) / (int(stats["duration_us"]) / 1e6)
+        print(f"single-event requests, wrk {SINGLE_CLIENTS} connections: {rate:,.0f} requests/s; "
+              f"p50 {int(stats['p50_us']) / 1000:.2f} ms, p99 {int(stats['p99_us']) / 1000:.2f} ms, "
+              f"non-2xx {stats['non2xx']}")
+    else:
+        print("single-event requests with wrk: skipped (apt-get install wrk)")
 
 
 def _make_companies(n: int, start_no: int) -> list[int]:
