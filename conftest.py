@@ -24,10 +24,10 @@ def _fresh_routing_state():
     from regions import routing
 
     cache.delete(routing.CACHE_KEY)
-    routing.forget_local()
+    routing.reset_process_state()
     yield
     cache.delete(routing.CACHE_KEY)
-    routing.forget_local()
+    routing.reset_process_state()
 
 
 @pytest.fixture

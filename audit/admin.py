@@ -12,10 +12,11 @@ from waffle import models as waffle_models
 from audit.admin_mixins import AuditedAdminMixin
 from audit.models import AuditLog
 from audit.services import Actor, audit_record
+from trans_bot.admin_utils import ReadOnlyAdmin
 
 
 @admin.register(AuditLog)
-class AuditLogAdmin(admin.ModelAdmin):
+class AuditLogAdmin(ReadOnlyAdmin):
     list_display = ("seq", "created_at", "action", "actor_label", "actor_type", "target_repr", "company_name", "ip")
     list_filter = ("action", "actor_type", "created_at", "company_name")
     search_fields = ("action", "actor_label", "target_repr", "target_id", "company_name", "request_id", "hash")
@@ -35,15 +36,6 @@ class AuditLogAdmin(admin.ModelAdmin):
     @admin.display(description="details")
     def pretty_details(self, obj):
         return format_html("<pre>{}</pre>", json.dumps(obj.details, indent=2, sort_keys=True, ensure_ascii=False))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 # Access changes are what SOC 2 auditors sample first: users, groups, permissions.

@@ -11,22 +11,15 @@ until the first write lands on the secondary.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchdb import bench_database
+from benchdb import bench_database, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DRILLS = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(predicate, timeout: float, what: str) -> None:
@@ -75,7 +68,7 @@ def main() -> None:
         Region.objects.create(
             name="Secondary", slug="secondary", base_url=secondary_fake.base_url, order=1, probe_timeout=0.5
         )
-        web_port = _free_port()
+        web_port = free_port()
         py = str(ROOT / ".venv/bin/python")
         celery = str(ROOT / ".venv/bin/celery")
         logs = ROOT / "var" / "test"

@@ -11,16 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlunsplit
 
-from benchdb import bench_database, describe
+from benchdb import bench_database, describe, start_gunicorn
 
 EVENTS = int(os.environ.get("BENCH_USAGE_EVENTS", 10_000_000))
 COMPANIES = int(os.environ.get("BENCH_USAGE_COMPANIES", 10_000))
@@ -28,42 +25,6 @@ COMPANIES_BIG = int(os.environ.get("BENCH_USAGE_COMPANIES_BIG", 100_000))
 BATCHES, BATCH_CLIENTS = 120, 3
 SINGLE_CLIENTS, SINGLE_PER_CLIENT = 16, 250
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _gunicorn(db_name: str):
-    from django.db import connection
-
-    s = connection.settings_dict
-    url = urlunsplit(("postgres", f"{s['USER']}@{s['HOST']}:{s['PORT']}", f"/{db_name}", "", ""))
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "DEBUG": "false",
-        "LOG_LEVEL": "WARNING",
-        "USAGE_INGEST_RATE": "10000000/min",
-        "CONN_MAX_AGE": "600",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "trans_bot.wsgi", "-b", f"127.0.0.1:{port}", "-w", "3",
-         "--log-level", "warning"],
-        cwd=ROOT, env=env,
-    )
-    import httpx
-
-    for _ in range(200):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/api/v1/plans/", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    return proc, f"http://127.0.0.1:{port}"
 
 
 def _run_threads(n: int, target) -> float:
@@ -262,7 +223,7 @@ def main() -> None:
         print(f"database: {connection.vendor} {db_name}")
         home = Company.objects.create(name="Ingest Co", slug="ingest-co")
         _, secret = CompanyAPIKey.objects.create_key(company=home, name="bench")
-        proc, base = _gunicorn(db_name)
+        proc, base = start_gunicorn(db_name, env={"USAGE_INGEST_RATE": "10000000/min"})
         try:
             bench_ingestion(base, secret, home.pk)
 

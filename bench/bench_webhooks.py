@@ -9,67 +9,18 @@ Run: ``make bench BENCH=webhooks``.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlunsplit
 
-from benchdb import bench_database, describe
+from benchdb import bench_database, describe, start_gunicorn
 
 EVENTS = int(os.environ.get("BENCH_WEBHOOK_EVENTS", 3_000))
 CLIENTS = int(os.environ.get("BENCH_WEBHOOK_CLIENTS", 8))
 SECRET = "whsec_bench_0123456789abcdef"
 ROOT = Path(__file__).resolve().parent.parent
 URL = "/api/v1/billing/stripe/webhook/"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _gunicorn(db_name: str):
-    import httpx
-    from django.db import connection
-
-    s = connection.settings_dict
-    url = urlunsplit(("postgres", f"{s['USER']}@{s['HOST']}:{s['PORT']}", f"/{db_name}", "", ""))
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "DEBUG": "false",
-        "LOG_LEVEL": "WARNING",
-        "CONN_MAX_AGE": "600",
-        "STRIPE_WEBHOOK_SECRET": SECRET,
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "trans_bot.wsgi",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            "3",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    for _ in range(200):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    return proc, f"http://127.0.0.1:{port}"
 
 
 def _deliver(base: str, deliveries: list[tuple[bytes, str]]) -> tuple[list[float], float, dict[int, int]]:
@@ -135,7 +86,7 @@ def main() -> None:
         from trans_bot.celery import app
 
         print(f"database: {connection.vendor} {db_name}; {CLIENTS} clients, gunicorn -w 3")
-        proc, base = _gunicorn(db_name)
+        proc, base = start_gunicorn(db_name, env={"STRIPE_WEBHOOK_SECRET": SECRET})
         try:
             events = _events(EVENTS)
             _deliver(base, [signed_webhook(e, SECRET) for e in _events(100)])  # warm-up, not measured

@@ -5,10 +5,19 @@ migration applied, and never touches demo or test data."""
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import statistics
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlunsplit
 
 import django
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
@@ -43,3 +52,34 @@ def describe(samples_ms: list[float]) -> str:
         f"p50 {percentile(samples_ms, 50):.2f} ms, p99 {percentile(samples_ms, 99):.2f} ms, "
         f"mean {statistics.fmean(samples_ms):.2f} ms over {len(samples_ms)}"
     )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gunicorn(db_name: str, *, env: dict[str, str] | None = None, workers: int = 3):
+    """gunicorn serving the back office on the benchmark database; returns (process, base URL)
+    once it answers. The caller terminates the process."""
+    import httpx
+    from django.db import connection
+
+    s = connection.settings_dict
+    url = urlunsplit(("postgres", f"{s['USER']}@{s['HOST']}:{s['PORT']}", f"/{db_name}", "", ""))
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "trans_bot.wsgi", "-b", f"127.0.0.1:{port}",
+         "-w", str(workers), "--log-level", "warning"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url, "DEBUG": "false", "LOG_LEVEL": "WARNING",
+             "CONN_MAX_AGE": "600", **(env or {})},
+    )
+    for _ in range(200):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return proc, f"http://127.0.0.1:{port}"

@@ -12,6 +12,7 @@ from audit.admin_mixins import AuditedAdminMixin, diff, snapshot
 from audit.services import Actor, audit_record
 from billing.models import Company, CompanyAPIKey, Feature, Membership, Tier, TierLimit
 from billing.services import company_api_key_revoke, key_target
+from trans_bot.money import format_money
 from usage.admin_widgets import bars, status_pill
 from usage.models import UsageCounter
 from usage.selectors import usage_level
@@ -73,7 +74,7 @@ class TierAdmin(AuditedInlinesMixin, admin.ModelAdmin):
 
     @admin.display(description="monthly price", ordering="monthly_price")
     def price(self, tier):
-        return f"{tier.monthly_price / 100:,.2f} {tier.currency}"
+        return format_money(tier.monthly_price, tier.currency)
 
     @admin.display(description="companies")
     def companies_count(self, tier):

@@ -20,6 +20,8 @@ from billing.models_stripe import (
     WebhookRejection,
 )
 from billing.services_stripe import billing_event_send_again, webhook_event_reprocess
+from trans_bot.admin_utils import ReadOnlyAdmin
+from trans_bot.money import format_money
 
 STATUS_COLOURS = {
     "pending": "#b7791f",
@@ -39,19 +41,6 @@ def _pill(value: str, label: str):
         STATUS_COLOURS.get(value, "#718096"),
         label,
     )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """History must not change: no add, change or delete in admin."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(CompanyStripe)
@@ -134,7 +123,7 @@ class BillingEventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, obj: BillingEvent) -> str:
-        return f"{obj.amount / 100:.2f} {obj.currency}"
+        return format_money(obj.amount, obj.currency)
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False

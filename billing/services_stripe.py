@@ -56,6 +56,7 @@ from billing.periods import previous_period_bounds
 from billing.selectors import company_owner_emails, company_period
 from billing.services import company_set_tier
 from ops.services import admin_url, notify, ops_task_open
+from trans_bot.money import format_money
 
 logger = logging.getLogger(__name__)
 
@@ -862,10 +863,6 @@ def _invoice_company(obj: dict[str, Any]) -> Company | None:
     return company
 
 
-def _money(amount: int, currency: str) -> str:
-    return f"{amount / 100:.2f} {currency.upper()}"
-
-
 def _on_invoice_paid(event: StripeWebhookEvent, obj: dict[str, Any], prepared: _Prepared) -> str:
     company = _invoice_company(obj)
     if company is None:
@@ -916,9 +913,9 @@ def _on_payment_failed(event: StripeWebhookEvent, obj: dict[str, Any], prepared:
     )
     ops_task_open(
         kind="billing.payment_failed",
-        title=f"Payment failed: {company} ({_money(amount, currency)})",
+        title=f"Payment failed: {company} ({format_money(amount, currency)})",
         details=(
-            f"Invoice {invoice_id} of {company} for {_money(amount, currency)} could not be charged. "
+            f"Invoice {invoice_id} of {company} for {format_money(amount, currency)} could not be charged. "
             f"The company is now past due. {when} Contact the owners if the next attempt fails too."
         ),
         severity="high",
@@ -931,10 +928,10 @@ def _on_payment_failed(event: StripeWebhookEvent, obj: dict[str, Any], prepared:
         link = obj.get("hosted_invoice_url") or settings.BILLING_RETURN_URL
         notify(
             kind="billing.payment_failed",
-            title=f"Your Trans Bot payment of {_money(amount, currency)} failed",
+            title=f"Your Trans Bot payment of {format_money(amount, currency)} failed",
             text=(
                 f"We could not charge the payment method on file for invoice {invoice_id} "
-                f"({_money(amount, currency)}). {when} Please update your payment method: {link}"
+                f"({format_money(amount, currency)}). {when} Please update your payment method: {link}"
             ),
             severity="warning",
             link=link,

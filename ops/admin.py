@@ -15,6 +15,7 @@ from audit.admin_mixins import AuditedModelAdmin
 from audit.services import Actor
 from ops import selectors, services
 from ops.models import Notification, NotificationStatus, OpsTask, TaskStatus
+from trans_bot.admin_utils import ReadOnlyAdmin
 
 STATUS_COLOURS = {
     NotificationStatus.PENDING: "#b26a00",
@@ -184,7 +185,7 @@ def _changes_text(details: dict) -> str:
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(ReadOnlyAdmin):
     """Read-only: the outbox is the delivery record. "Retry now" is the one thing ops do."""
 
     list_display = (
@@ -205,15 +206,6 @@ class NotificationAdmin(admin.ModelAdmin):
         ("Dedup and storms", {"fields": ("dedup_key", "is_summary", "folded_into", "created_at")}),
     )
     readonly_fields = [f for fs in fieldsets for f in fs[1]["fields"]]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def changelist_view(self, request, extra_context=None):
         if request.method == "GET" and not services.slack_is_configured():

@@ -17,6 +17,7 @@ from audit.admin_mixins import AuditedModelAdmin
 from audit.services import Actor
 from regions import routing, services
 from regions.models import FailoverEvent, FailoverPolicy, GameDay, Probe, Region, RegionStatus
+from trans_bot.admin_utils import ReadOnlyAdmin
 
 COLOURS = {
     RegionStatus.HEALTHY: "#1a7f37",
@@ -232,17 +233,6 @@ class FailoverPolicyAdmin(AuditedModelAdmin):
             services.policy_release_pin(actor=Actor.of_user(request.user))
             self.message_user(request, "Pin released: automation may move traffic again.")
         services.policy_changed(policy=obj)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(FailoverEvent)

@@ -73,3 +73,9 @@ def forget_local() -> None:
     """Make this process read the cache on its next request (tests, after a publish elsewhere)."""
     global _loaded_at
     _loaded_at = None
+
+
+def reset_process_state() -> None:
+    """Back to what a freshly started process knows: nothing (tests)."""
+    global _state, _loaded_at
+    _state, _loaded_at = RoutingState(), None

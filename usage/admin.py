@@ -8,23 +8,10 @@ from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from audit.admin_mixins import AuditedAdminMixin
+from trans_bot.admin_utils import ReadOnlyAdmin
 from usage.admin_widgets import status_pill
 from usage.models import MonitorRun, ThresholdCrossing, UsageCounter, UsageEvent
 from usage.services import usage_monitor_run
-
-
-class ReadOnlyAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    """History that must not change: no add, change or delete, even for superusers."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(UsageEvent)

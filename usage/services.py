@@ -300,10 +300,6 @@ def _admin_link(obj) -> str:
     return f"{settings.SITE_URL}{path}"
 
 
-def _money(minor: int, currency: str) -> str:
-    return f"{minor / 100:,.2f} {currency}"
-
-
 def _act_on_crossing(
     *, candidate: Candidate, level: str, crossing: ThresholdCrossing, company: Company, feature: Feature
 ) -> None:
