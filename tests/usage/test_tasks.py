@@ -1,0 +1,43 @@
+"""The nightly monitor as beat runs it: a task on the Redis broker, run by a real worker."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import time_machine
+from celery.contrib.testing.worker import start_worker
+
+from ops.models import OpsTask
+from tests.usage.test_monitor import NIGHT, tenants  # noqa: F401  (fixture)
+from trans_bot.celery import app
+from usage.models import MonitorRun
+from usage.tasks import run_usage_monitor
+
+
+def _until(predicate, timeout: float = 60) -> bool:
+    """Wait for the worker (not for time logic): poll until done or give up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_runs_the_nightly_monitor_and_reports_the_run(tenants):  # noqa: F811
+    app.control.purge()
+    with time_machine.travel(NIGHT, tick=False), start_worker(
+        app, pool="solo", perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING"
+    ):
+        run_usage_monitor.delay(trigger="beat")
+        assert _until(lambda: MonitorRun.objects.filter(status="succeeded").exists()), "no finished run"
+
+    run = MonitorRun.objects.get()
+    assert (run.trigger, run.dry_run, run.companies_scanned) == ("beat", False, 4)
+    assert (run.new_warnings, run.new_breaches) == (1, 1)
+    assert set(OpsTask.objects.values_list("kind", "company__name")) == {
+        ("usage.warning", "Near Ltd"),
+        ("usage.breach", "Over Inc"),
+    }
