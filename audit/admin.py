@@ -6,6 +6,9 @@ from django.contrib.auth.models import Group, User
 from django.utils.html import format_html
 from django_celery_beat import admin as beat_admin
 from django_celery_beat import models as beat_models
+from rest_framework.authtoken.admin import TokenAdmin
+from rest_framework.authtoken.models import TokenProxy
+from rest_framework_api_key.models import APIKey
 from waffle import admin as waffle_admin
 from waffle import models as waffle_models
 
@@ -66,7 +69,12 @@ for model, base in [
     (waffle_models.Switch, waffle_admin.SwitchAdmin),
     (waffle_models.Flag, waffle_admin.FlagAdmin),
     (waffle_models.Sample, waffle_admin.SampleAdmin),
+    (TokenProxy, TokenAdmin),
 ]:
     if admin.site.is_registered(model):
         admin.site.unregister(model)
     admin.site.register(model, type(f"Audited{base.__name__}", (AuditedAdminMixin, base), {}))
+
+# The library's own key model is unused (company keys are billing.CompanyAPIKey): hide it.
+if admin.site.is_registered(APIKey):
+    admin.site.unregister(APIKey)

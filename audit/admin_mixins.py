@@ -13,9 +13,7 @@ from typing import Any
 from django.contrib import admin
 from django.db import models
 
-from audit.services import Actor, audit_record, json_safe
-
-SECRET_FIELDS = {"password", "key", "hashed_key", "secret", "token"}
+from audit.services import SECRET_FIELDS, Actor, audit_record, json_safe
 
 
 def snapshot(obj: models.Model | None, *, exclude: set[str] = frozenset()) -> dict[str, Any]:
@@ -67,7 +65,6 @@ class AuditedAdminMixin:
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         obj = form.instance
-        obj.refresh_from_db()
         before = getattr(request, "_audit_before", {})
         after = snapshot(obj, exclude=self.audit_exclude)
         changes = diff(before, after)

@@ -150,11 +150,21 @@ def _append_portable(log: AuditLog, content: str) -> None:
         ChainHead.objects.filter(pk=1).update(seq=log.seq, hash=log.hash, prev_hash=head.hash)
 
 
+# Values never written to the trail, even when a change to them is.
+SECRET_FIELDS = {"password", "key", "hashed_key", "secret", "token"}
+
+
 def _target_fields(target: models.Model | Target | None) -> dict[str, str]:
     if target is None:
         return {"target_type": "", "target_id": "", "target_repr": ""}
     if isinstance(target, Target):
         return {"target_type": target.type, "target_id": target.id, "target_repr": target.repr[:200]}
+    if target._meta.pk.name in SECRET_FIELDS:  # e.g. a DRF token, whose id is the secret
+        return {
+            "target_type": target._meta.label_lower,
+            "target_id": "",
+            "target_repr": f"{target._meta.verbose_name} (id withheld: it is the secret)",
+        }
     return {
         "target_type": target._meta.label_lower,
         "target_id": str(target.pk),

@@ -80,3 +80,15 @@ def test_saving_a_form_without_changes_writes_no_change_record(ops_client):
     assert ops_client.post(url, {"name": "day-shift"}).status_code == 302
     log = AuditLog.objects.get(action="admin.auth.group.change")
     assert log.details["changes"] == {"name": {"before": "night-shift", "after": "day-shift"}}
+
+
+def test_creating_an_api_token_in_admin_is_audited_without_the_token(ops_client, staff_user):
+    from rest_framework.authtoken.models import Token
+
+    response = ops_client.post(reverse("admin:authtoken_tokenproxy_add"), {"user": staff_user.pk})
+    assert response.status_code == 302, response.content[:2000]
+    key = Token.objects.get(user=staff_user).key
+    log = AuditLog.objects.get(action="admin.authtoken.tokenproxy.add")
+    assert log.actor_label == "olivia"
+    assert log.details["changes"]["user"] == {"before": None, "after": staff_user.pk}
+    assert key not in str(log.details) + log.target_id + log.target_repr
