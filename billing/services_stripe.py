@@ -1053,6 +1053,27 @@ def _record_failure(pk: int, error: str) -> None:
     )
 
 
+# A stored event still "received" after this long was never queued (the broker was down
+# when it arrived) or its task was lost: the sweep queues it again.
+WEBHOOK_SWEEP_AFTER = timedelta(minutes=5)
+
+
+def webhook_events_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Queue processing for stored events nobody is processing. Safe to overlap with a
+    live task: processing locks the event row and skips what is done."""
+    now = now or timezone.now()
+    stuck = list(
+        StripeWebhookEvent.objects.filter(
+            status=WebhookEventStatus.RECEIVED, received_at__lte=now - WEBHOOK_SWEEP_AFTER
+        )
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for pk in stuck:
+        _enqueue_processing(pk)
+    return len(stuck)
+
+
 def webhook_event_give_up(*, webhook_event_id: int) -> None:
     """Retries are exhausted: ops must look (the event stays 'failed', ready for 'process again')."""
     event = StripeWebhookEvent.objects.filter(pk=webhook_event_id).first()

@@ -31,3 +31,9 @@ def process_stripe_event(self, webhook_event_id: int) -> str:
             services_stripe.webhook_event_give_up(webhook_event_id=webhook_event_id)
             return "gave up"
         raise self.retry(exc=exc, countdown=10 * 2**self.request.retries)
+
+
+@shared_task(name="billing.tasks.sweep_stripe_events")
+def sweep_stripe_events() -> int:
+    """Beat, every 5 minutes: events stored but never queued (broker down) get processed."""
+    return services_stripe.webhook_events_sweep()

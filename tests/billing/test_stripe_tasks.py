@@ -69,3 +69,36 @@ def test_overage_reporting_is_scheduled_after_the_monitor_and_at_period_close():
         for t in PeriodicTask.objects.filter(task="billing.tasks.report_overage").select_related("crontab")
     }
     assert schedules == {("2", "30", '{"trigger": "nightly"}'), ("0", "15", '{"trigger": "period_close"}')}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_stored_while_the_broker_was_down_is_processed_by_the_sweep(fake_stripe, stripe_company):
+    from datetime import timedelta
+
+    import time_machine
+    from django.utils import timezone
+
+    from billing.services_stripe import webhook_event_store
+
+    acme = stripe_company("starter")
+    CompanyStripe.objects.create(company=acme, customer_id="cus_sweep")
+    event = make_event(
+        "invoice.payment_failed",
+        {"id": "in_s", "object": "invoice", "customer": "cus_sweep", "amount_due": 4_900, "currency": "usd"},
+    )
+    pk, _ = webhook_event_store(event=event)  # stored, but no task was ever queued
+    app.control.purge()
+    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING"):
+        assert billing.tasks.sweep_stripe_events() == 0, "too fresh: its own task may still be coming"
+        with time_machine.travel(timezone.now() + timedelta(minutes=6)):
+            assert billing.tasks.sweep_stripe_events() == 1
+        assert _until(lambda: StripeWebhookEvent.objects.get(pk=pk).status == "processed")
+
+    acme.refresh_from_db()
+    assert acme.status == "past_due"
+
+
+@pytest.mark.django_db
+def test_the_webhook_sweep_runs_every_five_minutes():
+    task = PeriodicTask.objects.get(task="billing.tasks.sweep_stripe_events")
+    assert (task.interval.every, task.interval.period, task.enabled) == (5, "minutes", True)
