@@ -43,14 +43,16 @@ class PortalIn(serializers.Serializer):
 
 def managed_company(request, wanted: str | None) -> Company:
     """The company the user may manage billing of: their own (as owner/admin), or any
-    company for staff. Someone outside the company gets 404, a plain member 403."""
+    company for staff allowed to change companies (``billing.change_company``). Someone
+    outside the company gets 404, a plain member 403."""
     user = request.user
+    billing_staff = user.is_staff and user.has_perm("billing.change_company")
     if wanted:
         lookup = {"pk": int(wanted)} if wanted.isdigit() else {"slug": wanted}
         company = Company.objects.select_related("tier").filter(**lookup).first()
         if company is None:
             raise Http404
-        if user.is_staff:
+        if billing_staff:
             return company
         role = Membership.objects.filter(user=user, company=company).values_list("role", flat=True).first()
         if role is None:
@@ -58,7 +60,7 @@ def managed_company(request, wanted: str | None) -> Company:
     else:
         memberships = list(Membership.objects.filter(user=user).select_related("company__tier")[:2])
         if not memberships:
-            if user.is_staff:
+            if billing_staff:
                 raise ValidationError({"company": ["Staff must name a company."]})
             raise Http404
         if len(memberships) > 1:

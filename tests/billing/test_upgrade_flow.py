@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
 from audit.models import AuditLog
@@ -177,6 +178,10 @@ def test_only_owners_and_admins_of_the_company_may_upgrade(fake_stripe, stripe_c
     assert other.status_code == 404
     assert APIClient().post(UPGRADE, {"tier": "pro"}, format="json").status_code in (401, 403)
     assert _as(admin_co.owner).post(UPGRADE, {"tier": "pro"}, format="json").status_code == 200
+    # Staff act for any company only with the permission to change companies.
+    assert _as(staff_user).post(UPGRADE, {"tier": "pro", "company": str(acme.pk)}, format="json").status_code == 404
+    staff_user.user_permissions.add(Permission.objects.get(codename="change_company"))
+    staff_user = type(staff_user).objects.get(pk=staff_user.pk)  # fresh permission cache
     staff = _as(staff_user).post(UPGRADE, {"tier": "pro", "company": str(acme.pk)}, format="json")
     assert staff.status_code == 200 and staff.json()["action"] == "checkout"
     assert set(BillingEvent.objects.values_list("company_id", flat=True)) == {admin_co.pk, acme.pk}
