@@ -48,7 +48,8 @@ def managed_company(request, wanted: str | None) -> Company:
     user = request.user
     billing_staff = user.is_staff and user.has_perm("billing.change_company")
     if wanted:
-        lookup = {"pk": int(wanted)} if wanted.isdigit() else {"slug": wanted}
+        # str.isdigit() is True for "²" and other non-ASCII digits that int() refuses.
+        lookup = {"pk": int(wanted)} if wanted.isascii() and wanted.isdigit() else {"slug": wanted}
         company = Company.objects.select_related("tier").filter(**lookup).first()
         if company is None:
             raise Http404

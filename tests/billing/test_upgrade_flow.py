@@ -210,3 +210,15 @@ def test_stripe_down_answers_503_and_records_the_failed_attempt(fake_stripe, str
     assert BillingEvent.objects.get().status == BillingEventStatus.FAILED
     acme.refresh_from_db()
     assert acme.tier.code == "starter"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("wanted", ["²", "١٢", "Ⅻ", "12²"])
+def test_a_non_ascii_digit_company_is_not_found_not_a_server_error(fake_stripe, stripe_company, wanted):
+    acme = stripe_company("starter")
+
+    upgrade = _as(acme.owner).post(UPGRADE, {"tier": "pro", "company": wanted}, format="json")
+    portal = _as(acme.owner).post(PORTAL, {"company": wanted}, format="json")
+
+    assert (upgrade.status_code, portal.status_code) == (404, 404)
+    assert not BillingEvent.objects.exists() and fake_stripe.requests == []
