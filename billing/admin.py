@@ -157,6 +157,13 @@ class CompanyAdmin(AuditedInlinesMixin, admin.ModelAdmin):
     ]
     readonly_fields = ["usage"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # Usage is counted per period, and the anchor day defines the periods: moving it
+        # under a company with usage would start a fresh, empty period mid-month.
+        if obj is not None and UsageCounter.objects.filter(company=obj).exists():
+            return [*self.readonly_fields, "billing_anchor_day"]
+        return self.readonly_fields
+
     def get_changelist_instance(self, request):
         """Load this page's usage in two queries, not two per company."""
         changelist = super().get_changelist_instance(request)

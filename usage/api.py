@@ -24,7 +24,10 @@ USER_OR_KEY_AUTH = [CompanyAPIKeyAuthentication, SessionAuthentication, TokenAut
 
 
 def _company_from_param(value: str) -> Company | None:
-    lookup = {"pk": int(value)} if value.isdigit() else {"slug": value}
+    if "\x00" in value:  # no such slug, and PostgreSQL text cannot hold NUL
+        return None
+    # isascii(): "²".isdigit() is true, but int("²") fails.
+    lookup = {"pk": int(value)} if value.isascii() and value.isdigit() else {"slug": value}
     return Company.objects.select_related("tier").filter(**lookup).first()
 
 

@@ -79,7 +79,8 @@ def _feature_cost(used: int, included: int | None, unit_price: int) -> int:
 
 def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, Any]:
     """The usage meter for the company's current period. A tier without a limit row for a
-    feature treats it as unlimited and free (a newly added feature alerts nobody)."""
+    feature treats it as unlimited and free (a newly added feature alerts nobody), is
+    never the recommended plan, and is named by a system check (billing.W010)."""
     now = at or timezone.now()
     start, end = company_period(company, now)
     with connection.cursor() as cursor:
@@ -87,9 +88,11 @@ def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, 
             _SUMMARY_SQL, [company.pk, connection.ops.adapt_datetimefield_value(start), company.tier_id]
         )
         rows = [_Row(*r) for r in cursor.fetchall()]
+    unconfigured: set[int] = set()
     for row in rows:
         if row.limit_id is None:
             row.included, row.overage_price = None, 0
+            unconfigured.add(row.tier_id)
 
     elapsed = max((now - start).total_seconds(), 0.0)
     length = (end - start).total_seconds()
@@ -155,7 +158,9 @@ def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, 
         tier["cost_at_current_usage"] = tier["monthly_price"] + tier["overage_cost"]
         tier["projected_cost"] = tier["monthly_price"] + tier["projected_overage_cost"]
     # Cheapest for this period's usage so far; ties go to the smaller plan (listed first).
-    recommended = min(tiers.values(), key=lambda t: t["cost_at_current_usage"])
+    # A tier missing a limit for some feature is not configured yet: never recommend it.
+    candidates = [t for tid, t in tiers.items() if tid not in unconfigured or tid == company.tier_id]
+    recommended = min(candidates, key=lambda t: t["cost_at_current_usage"])
     upgrade_tiers = []
     for tier_id, tier in tiers.items():
         upgrade_tiers.append(

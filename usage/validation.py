@@ -112,6 +112,8 @@ def validate_batch(
             bad(index, "idempotency_key", "This field is required.", "required")
         elif not isinstance(key, str) or not key.strip():
             bad(index, "idempotency_key", "Must be a non-empty string.", "invalid")
+        elif "\x00" in key:  # PostgreSQL text cannot hold NUL
+            bad(index, "idempotency_key", "Must not contain the NUL character.", "invalid")
         elif len(key) > MAX_KEY_LENGTH:
             bad(index, "idempotency_key", f"At most {MAX_KEY_LENGTH} characters.", "max_length")
 

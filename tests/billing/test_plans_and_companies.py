@@ -58,3 +58,23 @@ def test_owner_emails_are_the_active_owners_only(django_user_model):
         user = django_user_model.objects.create_user(name, f"{name}@team.example", "pw", is_active=active)
         Membership.objects.create(user=user, company=company, role=role)
     assert company_owner_emails(company) == ["ann@team.example", "dan@team.example"]
+
+
+@pytest.mark.django_db
+def test_the_anchor_day_is_locked_in_admin_once_a_company_has_usage(ops_client):
+    from django.urls import reverse
+
+    from billing.models import Feature
+    from usage.models import UsageCounter
+
+    fresh = Company.objects.create(name="Fresh", slug="fresh", billing_anchor_day=1)
+    used = Company.objects.create(name="Used", slug="used", billing_anchor_day=1)
+    UsageCounter.objects.create(
+        company=used, feature=Feature.objects.get(code="quotes"), used=5,
+        period_start=datetime(2026, 11, 1, tzinfo=UTC), period_end=datetime(2026, 12, 1, tzinfo=UTC),
+        updated_at=datetime(2026, 11, 2, tzinfo=UTC),
+    )
+    fresh_page = ops_client.get(reverse("admin:billing_company_change", args=[fresh.pk])).content.decode()
+    used_page = ops_client.get(reverse("admin:billing_company_change", args=[used.pk])).content.decode()
+    assert 'name="billing_anchor_day"' in fresh_page
+    assert 'name="billing_anchor_day"' not in used_page

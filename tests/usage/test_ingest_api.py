@@ -127,6 +127,8 @@ BAD_EVENTS = [
     ("blank key", {"idempotency_key": "  "}, "events.0.idempotency_key", "invalid"),
     ("numeric key", {"idempotency_key": 12}, "events.0.idempotency_key", "invalid"),
     ("long key", {"idempotency_key": "k" * 256}, "events.0.idempotency_key", "max_length"),
+    ("NUL in key", {"idempotency_key": "k\x00"}, "events.0.idempotency_key", "invalid"),
+    ("NUL in feature", {"feature": "quotes\x00"}, "events.0.feature", "unknown_feature"),
     ("future time", {"occurred_at": "2026-11-15T12:06:00Z"}, "events.0.occurred_at", "in_future"),
     ("before period", {"occurred_at": "2026-10-31T23:59:59Z"}, "events.0.occurred_at", "before_period"),
     ("garbage time", {"occurred_at": "yesterday"}, "events.0.occurred_at", "invalid"),

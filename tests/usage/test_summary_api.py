@@ -192,3 +192,23 @@ def test_plans_lists_the_tiers_in_order(acme, member_client):
 
 def test_plans_need_a_login_or_key(client):
     assert client.get("/api/v1/plans/").status_code in (401, 403)
+
+
+def test_a_tier_missing_a_limit_is_never_recommended_and_the_check_names_it(make_company, key_client):
+    from django.core.checks import run_checks
+
+    from billing.models import Tier
+
+    loads = Feature.objects.create(code="loads", name="Loads", order=9)
+    for code, included, price in [("starter", 10, 500), ("enterprise", None, 0)]:
+        TierLimit.objects.create(
+            tier=Tier.objects.get(code=code), feature=loads, included=included, overage_unit_price=price
+        )
+    acme = make_company("starter")
+    use(acme, "loads", 200)  # 190 over on Starter; Pro has no limit row for loads
+
+    body = summary(key_client(acme))
+    assert body["upgrade"]["recommended"] != "pro"
+    warnings = [w for w in run_checks(tags=["billing"]) if w.id == "billing.W010"]
+    assert [w.obj for w in warnings] == ["tier:pro"]
+    assert "no limit for feature 'loads'" in warnings[0].msg

@@ -59,3 +59,8 @@ def test_events_of_one_key_never_reach_another_company(acme, globex, key_client)
 
 def test_anonymous_gets_nothing(acme, client):
     assert client.get(URL, {"company": acme.slug}).status_code in (401, 403)
+
+
+@pytest.mark.parametrize("ref", ["²", "1\x00", "\x00"])
+def test_an_odd_company_reference_is_a_404_not_a_crash(acme, ops_user, member_client, ref):
+    assert member_client(ops_user).get(URL, {"company": ref}).status_code == 404
