@@ -15,6 +15,7 @@ from billing.models_stripe import (
     CompanyStripe,
     FeatureMeter,
     StripeWebhookEvent,
+    TierFeaturePrice,
     TierPrice,
     WebhookEventStatus,
     WebhookRejection,
@@ -69,6 +70,13 @@ class CompanyStripeAdmin(AuditedModelAdmin):
 class TierPriceAdmin(AuditedModelAdmin):
     list_display = ("tier", "price_id")
     list_select_related = ("tier",)
+
+
+@admin.register(TierFeaturePrice)
+class TierFeaturePriceAdmin(AuditedModelAdmin):
+    list_display = ("tier", "feature", "price_id")
+    list_filter = ("tier", "feature")
+    list_select_related = ("tier", "feature")
 
 
 @admin.register(FeatureMeter)

@@ -50,6 +50,28 @@ def stripe_mappings_check(app_configs=None, **kwargs) -> list[Warning]:
                     obj=f"feature:{feature.code}",
                 )
             )
+        # A metered feature's overage only reaches an invoice through a metered price on
+        # the subscription: each tier sold through Stripe needs one per billed feature.
+        from billing.models_stripe import TierFeaturePrice
+
+        mapped = set(TierFeaturePrice.objects.values_list("tier_id", "feature_id"))
+        limits = TierLimit.objects.filter(
+            overage_unit_price__gt=0,
+            included__isnull=False,
+            tier__stripe_price__isnull=False,
+            feature__stripe_meter__isnull=False,
+        ).select_related("tier", "feature")
+        for limit in limits:
+            if (limit.tier_id, limit.feature_id) not in mapped:
+                warnings.append(
+                    Warning(
+                        f"Tier '{limit.tier.code}' has no Stripe metered price for '{limit.feature.code}': "
+                        "its overage is reported but never invoiced.",
+                        hint="Add it under Billing > Stripe metered prices (tier, feature).",
+                        id="billing.W005",
+                        obj=f"tier:{limit.tier.code}:feature:{limit.feature.code}",
+                    )
+                )
     except DatabaseError:  # tables not migrated yet
         return warnings
     return warnings

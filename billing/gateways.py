@@ -12,6 +12,7 @@ One error type, ``StripeGatewayError``, says whether trying again can help.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -167,19 +168,20 @@ class StripeClient:
         except stripe.StripeError as exc:
             raise _translate(exc) from exc
 
-    def subscription_change_price(
+    def subscription_update_items(
         self,
         *,
         subscription_id: str,
-        item_id: str,
-        price_id: str,
+        items: list[dict[str, Any]],
         proration_behavior: str,
         idempotency_key: str,
     ) -> dict[str, Any]:
-        params = {
-            "items": [{"id": item_id, "price": price_id}],
-            "proration_behavior": proration_behavior,
-        }
+        """Change a subscription's items in one request: ``{"id", "price"}`` swaps an
+        item's price, ``{"id", "deleted": True}`` removes an item, ``{"price"}`` adds one
+        (metered prices get no quantity). ``proration_behavior`` applies to the flat price;
+        usage on meters is billed from meter events, so removing a metered item needs no
+        ``clear_usage``."""
+        params = {"items": items, "proration_behavior": proration_behavior}
         return self._post(
             lambda params, options: self._client.v1.subscriptions.update(
                 subscription_id, params=params, options=options
@@ -198,11 +200,14 @@ class StripeClient:
         metadata: dict[str, str],
         client_reference_id: str,
         idempotency_key: str,
+        metered_price_ids: Sequence[str] = (),
     ) -> dict[str, Any]:
         params = {
             "mode": "subscription",
             "customer": customer_id,
-            "line_items": [{"price": price_id, "quantity": 1}],
+            # The flat monthly price once; metered prices carry no quantity (usage comes
+            # from meter events), as Stripe requires.
+            "line_items": [{"price": price_id, "quantity": 1}] + [{"price": p} for p in metered_price_ids],
             "success_url": success_url,
             "cancel_url": cancel_url,
             "client_reference_id": client_reference_id,

@@ -17,6 +17,7 @@ __all__ = [
     "CompanyStripe",
     "FeatureMeter",
     "StripeWebhookEvent",
+    "TierFeaturePrice",
     "TierPrice",
     "WebhookEventStatus",
     "WebhookRejection",
@@ -70,6 +71,31 @@ class TierPrice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tier} = {self.price_id}"
+
+
+class TierFeaturePrice(models.Model):
+    """The Stripe metered (usage-based) price a tier bills a feature's overage at.
+
+    Meter events only turn into money through a metered price on the subscription: Checkout
+    puts every metered price of the tier on the new subscription (without a quantity), and
+    a plan change swaps the old tier's metered items for the new tier's."""
+
+    tier = models.ForeignKey("billing.Tier", on_delete=models.CASCADE, related_name="stripe_metered_prices")
+    feature = models.ForeignKey("billing.Feature", on_delete=models.CASCADE, related_name="+")
+    price_id = models.CharField(
+        max_length=100, unique=True, help_text="Stripe metered price id (recurring, usage_type=metered)."
+    )
+
+    class Meta:
+        verbose_name = "Stripe metered price (tier, feature)"
+        verbose_name_plural = "Stripe metered prices (tier, feature)"
+        ordering = ["tier__order", "feature__order"]
+        constraints = [
+            models.UniqueConstraint(fields=["tier", "feature"], name="tierfeatureprice_unique_tier_feature")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tier} · {self.feature} = {self.price_id}"
 
 
 class FeatureMeter(models.Model):
@@ -154,6 +180,11 @@ class BillingEvent(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    first_attempt_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="First send to Stripe. Automatic resends stop 24 h later (Stripe's identifier dedup window).",
+    )
     sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()
 

@@ -47,6 +47,7 @@ from billing.models import (
     FeatureMeter,
     StripeWebhookEvent,
     Tier,
+    TierFeaturePrice,
     TierLimit,
     TierPrice,
     WebhookEventStatus,
@@ -1204,6 +1205,39 @@ def billing_change_tier(
         raise
 
 
+def metered_price_ids(*, tier: Tier) -> list[str]:
+    """The tier's metered prices (one per billed feature), in a stable order."""
+    return list(
+        TierFeaturePrice.objects.filter(tier=tier).order_by("feature__order", "feature_id").values_list(
+            "price_id", flat=True
+        )
+    )
+
+
+def plan_change_items(*, subscription: dict[str, Any], tier: Tier, price: TierPrice) -> list[dict[str, Any]]:
+    """The ``items`` of a plan change: the flat item gets the new tier's price, metered
+    items of other tiers are deleted, and the new tier's metered prices not yet on the
+    subscription are added (without quantity)."""
+    _, flat_item_id, _ = _tier_of_subscription(subscription)
+    if not flat_item_id:
+        raise StripeGatewayError("the subscription carries no known tier price", retryable=False)
+    wanted = metered_price_ids(tier=tier)
+    known_metered = set(TierFeaturePrice.objects.values_list("price_id", flat=True))
+    items: list[dict[str, Any]] = [{"id": flat_item_id, "price": price.price_id}]
+    present: set[str] = set()
+    for item in ((subscription.get("items") or {}).get("data")) or []:
+        item_price = item.get("price") or {}
+        price_id = item_price.get("id") if isinstance(item_price, dict) else item_price
+        if item.get("id") == flat_item_id:
+            continue
+        if price_id in wanted:
+            present.add(price_id)
+        elif price_id in known_metered:
+            items.append({"id": item["id"], "deleted": True})
+    items.extend({"price": p} for p in wanted if p not in present)
+    return items
+
+
 def _start_checkout(
     *, company: Company, request: BillingEvent, price: TierPrice, client: StripeClient
 ) -> dict[str, Any]:
@@ -1212,6 +1246,7 @@ def _start_checkout(
     session = client.checkout_session_create(
         customer_id=customer_id,
         price_id=price.price_id,
+        metered_price_ids=metered_price_ids(tier=request.to_tier),
         success_url=return_url + ("&" if "?" in return_url else "?") + "checkout=success",
         cancel_url=return_url + ("&" if "?" in return_url else "?") + "checkout=cancel",
         metadata={
@@ -1242,16 +1277,10 @@ def _change_subscription(
     actor: Actor,
     client: StripeClient,
 ) -> dict[str, Any]:
-    item_id = mapping.subscription_item_id
-    if not item_id:
-        current = client.subscription_retrieve(mapping.subscription_id)
-        _, item_id, _ = _tier_of_subscription(current)
-        if not item_id:
-            raise StripeGatewayError("the subscription carries no known tier price", retryable=False)
-    sub = client.subscription_change_price(
+    current = client.subscription_retrieve(mapping.subscription_id)
+    sub = client.subscription_update_items(
         subscription_id=mapping.subscription_id,
-        item_id=item_id,
-        price_id=price.price_id,
+        items=plan_change_items(subscription=current, tier=request.to_tier, price=price),
         proration_behavior="always_invoice"
         if request.kind == BillingEventKind.UPGRADE
         else "create_prorations",

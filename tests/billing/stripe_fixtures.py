@@ -21,6 +21,7 @@ from billing.models import (
     FeatureMeter,
     Membership,
     Tier,
+    TierFeaturePrice,
     TierLimit,
     TierPrice,
 )
@@ -35,6 +36,12 @@ TIER_PRICES = {
     "starter": "price_starter_month",
     "pro": "price_pro_month",
     "enterprise": "price_enterprise_month",
+}
+# Each tier bills each metered feature's overage at its own metered price.
+METERED_PRICES = {
+    (tier, feature): f"price_{tier}_{feature}_metered"
+    for tier in TIER_PRICES
+    for feature in FEATURE_EVENT_NAMES
 }
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -56,6 +63,14 @@ def fake_stripe(settings) -> Iterator[FakeStripeServer]:
         for code, price_id in TIER_PRICES.items():
             amount = {"starter": 4_900, "pro": 19_900, "enterprise": 99_900}[code]
             fake.add_price(price_id=price_id, unit_amount=amount, currency="usd", lookup_key=code)
+        for (_, feature), price_id in METERED_PRICES.items():
+            fake.add_price(
+                price_id=price_id,
+                unit_amount=1,
+                currency="usd",
+                usage_type="metered",
+                meter=METERS[FEATURE_EVENT_NAMES[feature]],
+            )
         yield fake
     celery_app.control.purge()  # processing tasks queued by webhook deliveries: tests process inline
 
@@ -71,6 +86,10 @@ def stripe_catalogue(db) -> dict[str, Tier]:
         FeatureMeter.objects.get_or_create(
             feature=Feature.objects.get(code=code),
             defaults={"event_name": event_name, "meter_id": METERS[event_name]},
+        )
+    for (tier, feature), price_id in METERED_PRICES.items():
+        TierFeaturePrice.objects.get_or_create(
+            tier=tiers[tier], feature=Feature.objects.get(code=feature), defaults={"price_id": price_id}
         )
     return tiers
 

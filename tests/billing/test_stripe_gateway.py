@@ -9,7 +9,7 @@ import pytest
 from django.core.checks import run_checks
 
 from billing.gateways import StripeClient, StripeGatewayError
-from billing.models import FeatureMeter, TierPrice
+from billing.models import FeatureMeter, TierFeaturePrice, TierPrice
 
 
 def _client(fake, **kwargs) -> StripeClient:
@@ -100,6 +100,7 @@ def test_the_system_check_warns_about_missing_mappings_when_live(settings, strip
     settings.STRIPE_WEBHOOK_SECRET = ""
     TierPrice.objects.filter(tier__code="pro").delete()
     FeatureMeter.objects.filter(feature__code="bulk_jobs").delete()
+    TierFeaturePrice.objects.filter(tier__code="starter", feature__code="quotes").delete()
 
     ids = {(w.id, str(w.obj)) for w in run_checks(tags=["billing"])}
 
@@ -107,6 +108,8 @@ def test_the_system_check_warns_about_missing_mappings_when_live(settings, strip
     assert ("billing.W002", "tier:pro") in ids
     assert ("billing.W003", "feature:bulk_jobs") in ids
     assert ("billing.W003", "feature:directory_invites") in ids
+    assert ("billing.W005", "tier:starter:feature:quotes") in ids
+    assert not any(w == "billing.W005" and "enterprise" in o for w, o in ids)
 
     settings.STRIPE_LIVE_BILLING = False
     assert run_checks(tags=["billing"]) == []

@@ -15,7 +15,7 @@ from billing.models import (
     StripeWebhookEvent,
 )
 from billing.services_stripe import webhook_event_process
-from tests.billing.stripe_fixtures import TIER_PRICES, WEBHOOK_SECRET, with_customer
+from tests.billing.stripe_fixtures import METERED_PRICES, TIER_PRICES, WEBHOOK_SECRET, with_customer
 from tests.fakes.stripe_server import make_event, signed_webhook
 
 UPGRADE = "/api/v1/billing/upgrade/"
@@ -54,6 +54,13 @@ def test_starter_to_pro_end_to_end(client, fake_stripe, stripe_company, set_usag
     (session,) = fake_stripe.checkout_sessions.values()
     assert session["customer"] == CompanyStripe.objects.get(company=acme).customer_id
     assert session["mode"] == "subscription" and session["client_reference_id"] == str(acme.pk)
+    # The flat monthly price once, and every metered price of Pro without a quantity, so
+    # overage reported as meter events lands on Pro's invoices.
+    assert fake_stripe.checkout_line_items(session["id"]) == [
+        {"price": TIER_PRICES["pro"], "quantity": 1},
+        {"price": METERED_PRICES[("pro", "quotes")]},
+        {"price": METERED_PRICES[("pro", "bulk_jobs")]},
+    ]
     acme.refresh_from_db()
     assert acme.tier.code == "starter"  # nothing changes before Stripe says it is paid
 
@@ -98,13 +105,16 @@ def test_an_existing_subscription_changes_price_with_proration(fake_stripe, stri
     acme = stripe_company("starter")
     customer = with_customer(fake_stripe, acme)
     sub = fake_stripe.add_subscription(
-        customer, TIER_PRICES["starter"], metadata={"company_id": str(acme.pk)}
+        customer,
+        [TIER_PRICES["starter"], METERED_PRICES[("starter", "quotes")], METERED_PRICES[("starter", "bulk_jobs")]],
+        metadata={"company_id": str(acme.pk)},
     )
     CompanyStripe.objects.filter(company=acme).update(
         subscription_id=sub["id"],
         subscription_item_id=sub["items"]["data"][0]["id"],
         subscription_status="active",
     )
+    starter_metered = [i["id"] for i in sub["items"]["data"][1:]]
 
     response = _as(acme.owner).post(UPGRADE, {"tier": "enterprise"}, format="json")
 
@@ -118,9 +128,20 @@ def test_an_existing_subscription_changes_price_with_proration(fake_stripe, stri
     acme.refresh_from_db()
     assert acme.tier.code == "enterprise"
     items = fake_stripe.subscriptions[sub["id"]]["items"]["data"]
-    assert [i["price"]["id"] for i in items] == [TIER_PRICES["enterprise"]]
-    (update,) = [r for r in fake_stripe.requests if r.path == f"/v1/subscriptions/{sub['id']}"]
+    # All items swapped: the flat price with proration, Starter's metered prices out,
+    # Enterprise's in, so overage from now on is invoiced at Enterprise's rates.
+    assert [i["price"]["id"] for i in items] == [
+        TIER_PRICES["enterprise"],
+        METERED_PRICES[("enterprise", "quotes")],
+        METERED_PRICES[("enterprise", "bulk_jobs")],
+    ]
+    assert all(i["quantity"] is None for i in items[1:])
+    (update,) = [
+        r for r in fake_stripe.requests if r.method == "POST" and r.path == f"/v1/subscriptions/{sub['id']}"
+    ]
     assert update.params["proration_behavior"] == "always_invoice" and update.idempotency_key
+    deleted = [i["id"] for i in update.params["items"] if i.get("deleted") in (True, "true")]
+    assert deleted == starter_metered
     assert BillingEvent.objects.get(kind=BillingEventKind.UPGRADE).status == BillingEventStatus.SENT
 
 

@@ -686,6 +686,11 @@ class FakeStripeServer:
                 sub["canceled_at"] = sub["ended_at"] = self._now()
             return copy.deepcopy(sub)
 
+    def checkout_line_items(self, session_id: str) -> list[JSONDict]:
+        """The line items a Checkout Session was created with (price, quantity if any)."""
+        with self._lock:
+            return copy.deepcopy(self._checkout_extras[session_id]["line_items"])
+
     def complete_checkout_session(self, session_id: str) -> JSONDict:
         """Simulate the customer paying: for ``mode=subscription`` create the
         subscription (metadata from ``subscription_data.metadata``, as Stripe
