@@ -130,13 +130,13 @@ class OpsTaskAdmin(AuditedModelAdmin):
             f" {skipped} skipped (already in a state that does not allow it)." if skipped else ""
         ), messages.SUCCESS if done else messages.WARNING)
 
-    @admin.action(description="Acknowledge selected tasks")
+    @admin.action(description="Acknowledge selected tasks", permissions=["change"])
     def acknowledge(self, request, queryset):
         self._each(
             request, queryset, lambda t, a: services.ops_task_acknowledge(task=t, actor=a), "acknowledged"
         )
 
-    @admin.action(description="Assign selected tasks to me")
+    @admin.action(description="Assign selected tasks to me", permissions=["change"])
     def assign_to_me(self, request, queryset):
         self._each(
             request,
@@ -145,13 +145,13 @@ class OpsTaskAdmin(AuditedModelAdmin):
             f"assigned to {request.user.get_username()}",
         )
 
-    @admin.action(description="Resolve selected tasks (with a note)")
+    @admin.action(description="Resolve selected tasks (with a note)", permissions=["change"])
     def resolve_with_note(self, request, queryset):
         return self._with_note(
             request, queryset, services.ops_task_resolve, "resolve_with_note", "resolved", "Resolve"
         )
 
-    @admin.action(description="Dismiss selected tasks (with a note)")
+    @admin.action(description="Dismiss selected tasks (with a note)", permissions=["change"])
     def dismiss_with_note(self, request, queryset):
         return self._with_note(
             request, queryset, services.ops_task_dismiss, "dismiss_with_note", "dismissed", "Dismiss"
@@ -229,7 +229,11 @@ class NotificationAdmin(ReadOnlyAdmin):
     def status_badge(self, obj):
         return _badge(obj.get_status_display(), STATUS_COLOURS.get(obj.status, "#6c757d"))
 
-    @admin.action(description="Retry now (pending or failed alerts)")
+    def has_retry_permission(self, request) -> bool:
+        # The outbox is read-only for everyone; retrying is for who may change alerts.
+        return request.user.has_perm("ops.change_notification")
+
+    @admin.action(description="Retry now (pending or failed alerts)", permissions=["retry"])
     def retry_now(self, request, queryset):
         actor = Actor.of_user(request.user)
         done = sum(1 for n in queryset if services.notification_retry_now(notification=n, actor=actor))

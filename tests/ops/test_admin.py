@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from audit.models import AuditLog
-from ops.models import NotificationStatus, OpsTask, TaskStatus
+from ops.models import Notification, NotificationStatus, OpsTask, TaskStatus
 from ops.services import notifications_deliver_due, notify, ops_task_open
 
 TASKS_URL = reverse("admin:ops_opstask_changelist")
@@ -141,3 +141,26 @@ def test_the_outbox_is_read_only_and_retry_now_resends_a_failed_alert(ops_client
     alert.refresh_from_db()
     assert alert.status == NotificationStatus.SENT
     assert len(fake_slack.messages) == 1
+
+
+@pytest.mark.django_db
+def test_a_view_only_user_cannot_change_tasks_or_retry_alerts(client, staff_user, tasks):
+    from django.contrib.auth.models import Permission
+
+    staff_user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_opstask", "view_notification"])
+    )
+    client.force_login(staff_user)
+    ids = [t.pk for t in tasks]
+    listing = client.get(TASKS_URL)
+    assert listing.status_code == 200 and 'value="acknowledge"' not in listing.text
+    client.post(TASKS_URL, {"action": "acknowledge", "_selected_action": ids})
+    client.post(TASKS_URL, {"action": "resolve_with_note", "_selected_action": ids, "apply": "1", "note": "x"})
+    assert set(OpsTask.objects.values_list("status", flat=True)) == {TaskStatus.OPEN}
+
+    alert = notify(kind="usage.breach", title="Over", text="...", email_to=[])
+    outbox = reverse("admin:ops_notification_changelist")
+    assert 'value="retry_now"' not in client.get(outbox).text
+    Notification.objects.filter(pk=alert.pk).update(status=NotificationStatus.FAILED)
+    client.post(outbox, {"action": "retry_now", "_selected_action": [alert.pk]})
+    assert Notification.objects.get(pk=alert.pk).status == NotificationStatus.FAILED

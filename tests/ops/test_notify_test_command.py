@@ -36,3 +36,23 @@ def test_it_reports_a_failing_slack(fake_slack, ops_emails):
     call_command("notify_test", stdout=out)
     assert "Slack:  FAILED: slack: Slack answered HTTP 403: invalid_token" in out.getvalue()
     assert ": Failed" in out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_reports_sent_even_when_a_running_worker_delivers_it_first(fake_slack, ops_emails):
+    """notify() hands the alert to the worker on commit; whoever delivers it, the command
+    must report what happened, and the message goes out once."""
+    from celery.contrib.testing.worker import start_worker
+
+    from trans_bot.celery import app
+
+    app.control.purge()
+    printed = []
+    with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING"):
+        for _ in range(5):
+            out = StringIO()
+            call_command("notify_test", stdout=out)
+            printed.append(out.getvalue())
+        assert fake_slack.wait_for(5, timeout=30)
+    assert all("Slack:  sent to http://127.0.0.1:" in p and ": Sent" in p for p in printed), printed
+    assert len(fake_slack.messages) == 5
