@@ -677,15 +677,28 @@ def _effect(
 
 
 def _set_status(
-    *, company: Company, mapping: CompanyStripe, status: str, key: int, actor: Actor
+    *,
+    company: Company,
+    mapping: CompanyStripe,
+    status: str,
+    key: int,
+    actor: Actor,
+    only_from: tuple[str, ...] | None = None,
+    force: bool = False,
 ) -> str | None:
-    """Last writer wins on the order key; returns the previous status if it changed."""
-    if key <= mapping.status_key:
+    """Last writer wins on the order key; returns the previous status if it changed.
+
+    ``only_from`` limits the move to companies currently in one of those statuses (an
+    invoice event never overrides canceled or trialing); the key still advances, so an
+    older event cannot apply later. ``force`` (a deleted subscription) applies whatever
+    the key: cancellation is final for that subscription, in any delivery order."""
+    if key <= mapping.status_key and not force:
         return None
-    mapping.status_key = key
-    CompanyStripe.objects.filter(pk=mapping.pk).update(status_key=key)
+    if key > mapping.status_key:
+        mapping.status_key = key
+        CompanyStripe.objects.filter(pk=mapping.pk).update(status_key=key)
     before = Company.objects.filter(pk=company.pk).values_list("status", flat=True).get()
-    if before == status:
+    if before == status or (only_from is not None and before not in only_from):
         return None
     Company.objects.filter(pk=company.pk).update(status=status)
     company.status = status
@@ -697,6 +710,12 @@ def _set_status(
         details={"from": before, "to": status},
     )
     return before
+
+
+def _fallback_tier() -> Tier | None:
+    """Where a company whose subscription ended goes: the free tier if there is one,
+    otherwise the cheapest public tier."""
+    return Tier.objects.filter(is_public=True).order_by("monthly_price", "order", "id").first()
 
 
 def _locked_mapping(company: Company) -> CompanyStripe:
@@ -718,14 +737,17 @@ def subscription_apply(
     applied. Tier follows the subscription's price, status follows its status."""
     mapping = _locked_mapping(company)
     effects: list[str] = []
-    if mapping.subscription_id and mapping.subscription_id != sub.get("id") and deleted:
+    same_subscription = mapping.subscription_id == sub.get("id")
+    if mapping.subscription_id and not same_subscription and deleted:
         return ["old subscription deleted: ignored"]
-    if key <= mapping.subscription_state_key:
+    if same_subscription and mapping.subscription_status == "canceled" and not deleted:
+        return ["subscription already deleted: ignored"]
+    if key <= mapping.subscription_state_key and not deleted:
         return ["older than applied state: ignored"]
     tier, item_id, price_id = _tier_of_subscription(sub)
     customer = sub.get("customer")
     updates: dict[str, Any] = {
-        "subscription_state_key": key,
+        "subscription_state_key": max(key, mapping.subscription_state_key),
         "subscription_id": sub.get("id"),
         "subscription_status": "canceled" if deleted else (sub.get("status") or ""),
         "subscription_item_id": item_id,
@@ -738,6 +760,10 @@ def subscription_apply(
         setattr(mapping, name, value)
 
     current_tier = Tier.objects.get(pk=Company.objects.values_list("tier_id", flat=True).get(pk=company.pk))
+    if deleted:
+        # Policy: a company whose subscription ended drops to the cheapest (free, if one
+        # exists) tier at once; it is canceled, so it is not billed for that tier.
+        tier = _fallback_tier()
     if tier is not None and tier.pk != current_tier.pk:
         company_set_tier(company=company, tier=tier, actor=actor, reason=f"Stripe subscription {sub.get('id')}")
         _effect(
@@ -756,7 +782,9 @@ def subscription_apply(
         CompanyStatus.CANCELED if deleted else SUBSCRIPTION_STATUS_TO_COMPANY.get(sub.get("status") or "")
     )
     if status is not None:
-        before = _set_status(company=company, mapping=mapping, status=status, key=key, actor=actor)
+        before = _set_status(
+            company=company, mapping=mapping, status=status, key=key, actor=actor, force=deleted
+        )
         if before is not None:
             _effect(
                 kind=BillingEventKind.SUBSCRIPTION,
@@ -864,14 +892,38 @@ def _invoice_company(obj: dict[str, Any]) -> Company | None:
     return company
 
 
+def _invoice_subscription(obj: dict[str, Any]) -> str | None:
+    """The subscription an invoice belongs to (``parent.subscription_details`` since
+    2025-03-31.basil, ``subscription`` before), or None for a one-off invoice."""
+    details = (obj.get("parent") or {}).get("subscription_details") or {}
+    sub = details.get("subscription") or obj.get("subscription")
+    if isinstance(sub, dict):
+        sub = sub.get("id")
+    return str(sub) if sub else None
+
+
+def _for_current_subscription(mapping: CompanyStripe, obj: dict[str, Any]) -> bool:
+    """An invoice of another (older) subscription never changes the company's status."""
+    sub = _invoice_subscription(obj)
+    return sub is None or not mapping.subscription_id or sub == mapping.subscription_id
+
+
 def _on_invoice_paid(event: StripeWebhookEvent, obj: dict[str, Any], prepared: _Prepared) -> str:
     company = _invoice_company(obj)
     if company is None:
         return "no company for this invoice"
     mapping = _locked_mapping(company)
-    before = _set_status(
-        company=company, mapping=mapping, status=CompanyStatus.ACTIVE, key=_order_key(event), actor=STRIPE
-    )
+    before = None
+    if _for_current_subscription(mapping, obj):
+        # Paid only ends "past due": it never revives a canceled company nor ends a trial.
+        before = _set_status(
+            company=company,
+            mapping=mapping,
+            status=CompanyStatus.ACTIVE,
+            key=_order_key(event),
+            actor=STRIPE,
+            only_from=(CompanyStatus.PAST_DUE,),
+        )
     _effect(
         kind=BillingEventKind.INVOICE_PAID,
         company=company,
@@ -891,9 +943,16 @@ def _on_payment_failed(event: StripeWebhookEvent, obj: dict[str, Any], prepared:
         return "no company for this invoice"
     invoice_id = str(obj.get("id") or event.stripe_id)
     mapping = _locked_mapping(company)
-    before = _set_status(
-        company=company, mapping=mapping, status=CompanyStatus.PAST_DUE, key=_order_key(event), actor=STRIPE
-    )
+    before = None
+    if _for_current_subscription(mapping, obj):
+        before = _set_status(
+            company=company,
+            mapping=mapping,
+            status=CompanyStatus.PAST_DUE,
+            key=_order_key(event),
+            actor=STRIPE,
+            only_from=(CompanyStatus.ACTIVE, CompanyStatus.TRIALING),
+        )
     amount = int(obj.get("amount_due") or 0)
     currency = str(obj.get("currency") or "usd")
     billing_event = _effect(
