@@ -194,7 +194,7 @@ def audit_record(
         company_name=str(company)[:200] if company is not None else "",
         details=json_safe(details or {}),
         request_id=ctx.request_id,
-        ip=ctx.ip,
+        ip=context.normalize_ip(ctx.ip),
         **_target_fields(target),
     )
     content = canonical_content(log)

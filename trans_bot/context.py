@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
 class RequestContext:
     request_id: str = ""
     ip: str | None = None
+    # The request itself, for the rare hook (a model signal) that must know who is acting:
+    # request.user is only set later in the middleware chain.
+    request: Any = None
 
 
 _current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(
@@ -27,3 +32,13 @@ def bind(ctx: RequestContext) -> contextvars.Token:
 
 def reset(token: contextvars.Token) -> None:
     _current.reset(token)
+
+
+def normalize_ip(value: str | None) -> str | None:
+    """The address in its one canonical text form (what PostgreSQL's inet prints, so the
+    audit record hashes as stored), or None when it is not an address at all."""
+    try:
+        # No zone ids ("fe80::1%eth0"): PostgreSQL's inet has none.
+        return str(ipaddress.ip_address((value or "").strip().split("%")[0]))
+    except ValueError:
+        return None

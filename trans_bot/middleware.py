@@ -5,16 +5,20 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from trans_bot import context
+from trans_bot.context import normalize_ip
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 def client_ip(request: HttpRequest) -> str | None:
+    """REMOTE_ADDR; behind our own proxy, the hop that proxy appended to X-Forwarded-For
+    (the rightmost: everything left of it is whatever the client claimed)."""
     if settings.TRUST_X_FORWARDED_FOR:
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip() or None
-    return request.META.get("REMOTE_ADDR") or None
+        hop = normalize_ip(forwarded.rsplit(",", 1)[-1]) if forwarded else None
+        if hop:
+            return hop
+    return normalize_ip(request.META.get("REMOTE_ADDR"))
 
 
 class RequestContextMiddleware:
@@ -28,7 +32,7 @@ class RequestContextMiddleware:
         given = request.META.get("HTTP_X_REQUEST_ID", "")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         request.request_id = request_id
-        token = context.bind(context.RequestContext(request_id=request_id, ip=client_ip(request)))
+        token = context.bind(context.RequestContext(request_id=request_id, ip=client_ip(request), request=request))
         try:
             response = self.get_response(request)
         finally:

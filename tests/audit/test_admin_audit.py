@@ -92,3 +92,51 @@ def test_creating_an_api_token_in_admin_is_audited_without_the_token(ops_client,
     assert log.actor_label == "olivia"
     assert log.details["changes"]["user"] == {"before": None, "after": staff_user.pk}
     assert key not in str(log.details) + log.target_id + log.target_repr
+
+
+def test_changing_your_own_password_is_audited_but_never_the_hash(client, staff_user):
+    client.force_login(staff_user)
+    response = client.post(
+        reverse("admin:password_change"),
+        {"old_password": "pw-sam-123", "new_password1": "n3w-Passw0rd-x", "new_password2": "n3w-Passw0rd-x"},
+    )
+    assert response.status_code == 302, response.content[:2000]
+    log = AuditLog.objects.get(action="auth.user.password_change")
+    assert (log.actor_label, log.target_id, log.details) == ("sam", str(staff_user.pk), {"own": True})
+    staff_user.refresh_from_db()
+    assert staff_user.password not in str(log.details) + log.target_repr
+
+
+def test_a_password_set_from_the_command_line_is_audited_as_a_system_change(staff_user):
+    staff_user.set_password("another-Passw0rd")
+    staff_user.save()
+    log = AuditLog.objects.get(action="auth.user.password_change")
+    assert (log.actor_type, log.actor_label) == ("system", "manage.py")
+
+
+def test_an_admin_resetting_a_password_is_audited_with_the_admin_as_actor(ops_client, staff_user):
+    url = reverse("admin:auth_user_password_change", args=[staff_user.pk])
+    response = ops_client.post(url, {"password1": "Reset-Passw0rd-1", "password2": "Reset-Passw0rd-1"})
+    assert response.status_code == 302, response.content[:2000]
+    log = AuditLog.objects.get(action="auth.user.password_change")
+    assert (log.actor_label, log.details) == ("olivia", {"own": False})
+
+
+@pytest.mark.parametrize(
+    "forwarded,stored",
+    [("203.0.113.9, 2001:DB8::1", "2001:db8::1"), ("10.0.0.1, garbage", "127.0.0.1")],
+    ids=["ipv6-upper-case", "junk-hop"],
+)
+def test_a_forwarded_client_address_is_stored_canonically_and_the_chain_verifies(
+    client, settings, forwarded, stored
+):
+    """Behind our proxy the last hop counts; whatever the client wrote, the record verifies."""
+    from audit.selectors import audit_verify_chain
+
+    settings.TRUST_X_FORWARDED_FOR = True
+    response = client.post(
+        reverse("admin:login"), {"username": "nobody", "password": "x"}, HTTP_X_FORWARDED_FOR=forwarded
+    )
+    assert response.status_code == 200
+    assert AuditLog.objects.get(action="auth.login_failed").ip == stored
+    assert audit_verify_chain().ok
