@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -727,14 +726,19 @@ def subscription_apply(
     *,
     company: Company,
     sub: dict[str, Any],
-    key: int,
+    key: int | None,
     event: StripeWebhookEvent | None,
     actor: Actor = STRIPE,
     deleted: bool = False,
     effect_kind: str = BillingEventKind.TIER_CHANGE,
 ) -> list[str]:
     """Make our copy of a subscription follow Stripe's, unless newer state was already
-    applied. Tier follows the subscription's price, status follows its status."""
+    applied. Tier follows the subscription's price, status follows its status.
+
+    ``key=None`` is Stripe's answer to our own plan change: it has no Stripe ``created``
+    to order it by, so only the tier and items are applied; no ordering key advances and
+    the status is left to the webhooks (a same-second ``invoice.payment_failed`` or
+    ``subscription.updated(past_due)`` must not be hidden by our clock)."""
     mapping = _locked_mapping(company)
     effects: list[str] = []
     same_subscription = mapping.subscription_id == sub.get("id")
@@ -742,17 +746,18 @@ def subscription_apply(
         return ["old subscription deleted: ignored"]
     if same_subscription and mapping.subscription_status == "canceled" and not deleted:
         return ["subscription already deleted: ignored"]
-    if key <= mapping.subscription_state_key and not deleted:
+    if key is not None and key <= mapping.subscription_state_key and not deleted:
         return ["older than applied state: ignored"]
     tier, item_id, price_id = _tier_of_subscription(sub)
     customer = sub.get("customer")
     updates: dict[str, Any] = {
-        "subscription_state_key": max(key, mapping.subscription_state_key),
         "subscription_id": sub.get("id"),
-        "subscription_status": "canceled" if deleted else (sub.get("status") or ""),
         "subscription_item_id": item_id,
         "subscription_price_id": price_id,
     }
+    if key is not None:
+        updates["subscription_state_key"] = max(key, mapping.subscription_state_key)
+        updates["subscription_status"] = "canceled" if deleted else (sub.get("status") or "")
     if customer and not mapping.customer_id:
         updates["customer_id"] = customer
     CompanyStripe.objects.filter(pk=mapping.pk).update(**updates)
@@ -781,7 +786,7 @@ def subscription_apply(
     status = (
         CompanyStatus.CANCELED if deleted else SUBSCRIPTION_STATUS_TO_COMPANY.get(sub.get("status") or "")
     )
-    if status is not None:
+    if status is not None and key is not None:
         before = _set_status(
             company=company, mapping=mapping, status=status, key=key, actor=actor, force=deleted
         )
@@ -1349,7 +1354,7 @@ def _change_subscription(
         effects = subscription_apply(
             company=company,
             sub=sub,
-            key=int(time.time()) * 10 + EVENT_RANK["customer.subscription.updated"],
+            key=None,  # our clock orders nothing: status stays with the webhooks
             event=None,
             actor=actor,
         )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+
 import pytest
+import time_machine
 from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
@@ -243,3 +247,38 @@ def test_a_non_ascii_digit_company_is_not_found_not_a_server_error(fake_stripe, 
 
     assert (upgrade.status_code, portal.status_code) == (404, 404)
     assert not BillingEvent.objects.exists() and fake_stripe.requests == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("stripe_says", ["customer.subscription.updated", "invoice.payment_failed"])
+def test_a_plan_change_does_not_hide_stripes_same_second_past_due(client, fake_stripe, stripe_company, stripe_says):
+    """The upgrade's proration invoice fails at once: Stripe's events of that very second
+    must still make the company past due, whatever our own clock said."""
+    acme = stripe_company("starter")
+    customer = with_customer(fake_stripe, acme)
+    sub = fake_stripe.add_subscription(
+        customer, [TIER_PRICES["starter"], METERED_PRICES[("starter", "quotes")]], metadata={"company_id": str(acme.pk)}
+    )
+    CompanyStripe.objects.filter(company=acme).update(
+        subscription_id=sub["id"], subscription_item_id=sub["items"]["data"][0]["id"], subscription_status="active"
+    )
+    with time_machine.travel(datetime(2026, 11, 20, 12, 0, 0, 250_000, tzinfo=UTC), tick=False):
+        assert _as(acme.owner).post(UPGRADE, {"tier": "pro"}, format="json").json()["action"] == "changed"
+        same_second = int(time.time())
+        if stripe_says == "invoice.payment_failed":
+            obj = {
+                "id": "in_proration",
+                "object": "invoice",
+                "customer": customer,
+                "amount_due": 15_000,
+                "currency": "usd",
+                "parent": {"subscription_details": {"subscription": sub["id"]}},
+            }
+        else:
+            obj = fake_stripe.set_subscription_status(sub["id"], "past_due")
+        event = make_event(stripe_says, obj, created=same_second)
+
+    assert _deliver_and_process(client, event) == "processed"
+
+    acme.refresh_from_db()
+    assert (acme.tier.code, acme.status) == ("pro", "past_due")
