@@ -970,6 +970,13 @@ def _on_payment_failed(event: StripeWebhookEvent, obj: dict[str, Any], prepared:
         amount=amount,
         currency=currency.upper()[:3],
     )
+    # A late failure (the invoice was paid since, and that was applied) tells nobody
+    # anything: no "now past due" task, no e-mail. The BillingEvent above keeps the fact.
+    already_paid = BillingEvent.objects.filter(
+        kind=BillingEventKind.INVOICE_PAID, company=company, stripe_object_id=invoice_id
+    ).exists()
+    if before is None and already_paid:
+        return "payment failed after the invoice was paid: recorded only"
     next_attempt = obj.get("next_payment_attempt")
     when = (
         f"Stripe tries again on {datetime.fromtimestamp(next_attempt, tz=UTC):%Y-%m-%d %H:%M} UTC."

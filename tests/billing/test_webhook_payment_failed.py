@@ -83,3 +83,30 @@ def test_a_payment_failure_older_than_the_payment_does_not_undo_it(client, fake_
     assert (
         OpsTask.objects.filter(kind="billing.payment_failed").count() == 1
     )  # the fact is still worth a look
+
+
+@pytest.mark.django_db
+def test_a_late_failure_of_an_invoice_since_paid_alerts_nobody(client, fake_stripe, stripe_company):
+    acme = stripe_company("starter")
+    CompanyStripe.objects.create(company=acme, customer_id="cus_acme3")
+    failed = _failed_invoice("cus_acme3", created=1_790_000_000, attempt=1)
+    paid = make_event(
+        "invoice.paid",
+        {
+            "id": "in_1QfailedInvoice",  # the same invoice, paid on Stripe's retry
+            "object": "invoice",
+            "customer": "cus_acme3",
+            "amount_paid": 4_900,
+            "currency": "usd",
+        },
+        created=1_790_000_100,
+    )
+
+    webhook_event_process(webhook_event_id=_deliver(client, paid))
+    webhook_event_process(webhook_event_id=_deliver(client, failed))  # delivered late
+
+    acme.refresh_from_db()
+    assert acme.status == CompanyStatus.ACTIVE
+    assert not OpsTask.objects.filter(kind="billing.payment_failed").exists()
+    assert not Notification.objects.filter(kind="billing.payment_failed").exists()
+    assert BillingEvent.objects.filter(kind=BillingEventKind.PAYMENT_FAILED, company=acme).count() == 1
