@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from audit.admin_mixins import AuditedModelAdmin
+from audit.admin_mixins import AuditedAdminMixin
 from audit.services import Actor
 from regions import routing, services
 from regions.models import FailoverEvent, FailoverPolicy, GameDay, Probe, Region, RegionStatus
@@ -34,6 +34,34 @@ def _badge(text: str, colour: str):
     )
 
 
+class ChangedFieldsOnlyAdmin(admin.ModelAdmin):
+    """Saves only what the person changed in the form.
+
+    The admin loads the object at the start of the request and ``obj.save()`` would
+    write every column back, including live state the prober and the gate own (the
+    policy epoch, ``is_active``, the counters). A failover committing in between would
+    be rolled back by the form, and the next failover would collide with the epoch it
+    already used. So an edit is ``save(update_fields=<the changed form fields>)`` and
+    the object is re-read afterwards (the audit mixin's "after" and the services that
+    follow see the stored row)."""
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.save()
+            return
+        concrete = {f.name for f in obj._meta.concrete_fields if not f.primary_key}
+        fields = [name for name in form.changed_data if name in concrete]
+        if fields:
+            obj.save(update_fields=fields)
+        obj.refresh_from_db()
+
+
+class RegionsAdmin(AuditedAdminMixin, ChangedFieldsOnlyAdmin):
+    """Audited, changed-fields-only. Subclasses leave their live state (written by the
+    prober and the gate, never by the form) out of ``audit_exclude``, so the before/after
+    of an edit shows what the person changed, not a failover that committed meanwhile."""
+
+
 class FailoverForm(forms.Form):
     reason = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
@@ -47,7 +75,7 @@ class FailoverForm(forms.Form):
 
 
 @admin.register(Region)
-class RegionAdmin(AuditedModelAdmin):
+class RegionAdmin(RegionsAdmin):
     list_display = [
         "name",
         "active_badge",
@@ -83,6 +111,7 @@ class RegionAdmin(AuditedModelAdmin):
         ),
         ("Live state", {"fields": readonly_fields}),
     ]
+    audit_exclude = {"last_login", "status_epoch", *readonly_fields}
 
     def get_queryset(self, request):
         since = timezone.now() - timedelta(days=1)
@@ -179,7 +208,7 @@ class PolicyForm(forms.ModelForm):
 
 
 @admin.register(FailoverPolicy)
-class FailoverPolicyAdmin(AuditedModelAdmin):
+class FailoverPolicyAdmin(RegionsAdmin):
     form = PolicyForm
     list_display = [
         "__str__",
@@ -219,6 +248,7 @@ class FailoverPolicyAdmin(AuditedModelAdmin):
         ("Pin", {"fields": ["pinned_region", "pinned_by", "pinned_at", "pin_reason", "release_pin"]}),
         ("State", {"fields": ["epoch", "last_failover_at", "stranded_since", "stranded_reason"]}),
     ]
+    audit_exclude = {"last_login", *readonly_fields}
 
     def has_add_permission(self, request):
         return not FailoverPolicy.objects.exists() and super().has_add_permission(request)

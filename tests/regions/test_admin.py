@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
+
+import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db import connection
+from django.db.models.signals import pre_save
 from django_celery_beat.models import PeriodicTask
 
 from audit.models import AuditLog
+from audit.services import Actor
 from regions.models import FailoverEvent, FailoverPolicy, Region
+from regions.services import region_fail_over
 from tests.regions.conftest import active_slug
 
 CHANGELIST = "/admin/regions/region/"
@@ -107,3 +115,85 @@ def test_releasing_the_pin_from_the_policy_page(ops_client, policy, primary):
     ops_client.post("/admin/regions/failoverpolicy/1/change/", form)
     assert FailoverPolicy.objects.get().pinned_region is None
     assert AuditLog.objects.filter(action="region.pin.release").exists()
+
+
+# --- Admin edits never write back live state (a failover may commit meanwhile) --------
+
+POLICY_FORM = {
+    "multi_region_enabled": "on",
+    "read_policy": "serve",
+    "probe_interval_seconds": "10",
+    "failure_threshold": "3",
+    "recovery_threshold": "3",
+    "probe_retention_days": "30",
+    "cooldown_seconds": "600",
+    "slo_target": "99.95",
+}
+
+
+@contextmanager
+def failover_commits_while_saving(model, to_slug: str):
+    """When the admin is about to write ``model`` (after it loaded the object and the
+    form), another connection commits a real manual failover to ``to_slug``."""
+
+    def commit_a_failover(sender, instance, **kwargs):
+        pre_save.disconnect(commit_a_failover, sender=model)
+
+        def other_worker():
+            try:
+                region_fail_over(to=Region.objects.get(slug=to_slug), reason="meanwhile", actor=Actor.system("t"))
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=other_worker)
+        thread.start()
+        thread.join()
+
+    pre_save.connect(commit_a_failover, sender=model, weak=False)
+    try:
+        yield
+    finally:
+        pre_save.disconnect(commit_a_failover, sender=model)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_saving_the_policy_keeps_a_failover_committed_meanwhile(ops_client, primary, secondary):
+    with failover_commits_while_saving(FailoverPolicy, "secondary"):
+        response = ops_client.post("/admin/regions/failoverpolicy/1/change/", POLICY_FORM)
+    assert response.status_code == 302, response.content.decode()[:2000]
+
+    policy = FailoverPolicy.objects.get()
+    assert policy.probe_interval_seconds == 10  # the edit landed
+    assert policy.epoch == 1 and policy.last_failover_at is not None  # and the failover stayed
+    assert active_slug() == "secondary"
+    # The next failover is not blocked by a rolled-back epoch.
+    region_fail_over(to=primary, reason="back", actor=Actor.system("t"))
+    assert active_slug() == "primary"
+    assert list(FailoverEvent.objects.order_by("epoch").values_list("epoch", flat=True)) == [1, 2]
+    change = AuditLog.objects.get(action="admin.regions.failoverpolicy.change")
+    assert change.details["changes"] == {"probe_interval_seconds": {"before": 30, "after": 10}}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_editing_a_region_keeps_a_failover_committed_meanwhile(ops_client, primary, secondary):
+    form = {
+        "name": "Secondary (eu-west)",
+        "slug": "secondary",
+        "base_url": secondary.base_url,
+        "order": "1",
+        "enabled": "on",
+        "health_path": "/healthz",
+        "probe_timeout": "0.5",
+        "expected_status": "2xx",
+        "body_contains": "",
+    }
+    with failover_commits_while_saving(Region, "secondary"):
+        response = ops_client.post(f"/admin/regions/region/{secondary.pk}/change/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+
+    secondary.refresh_from_db()
+    assert secondary.name == "Secondary (eu-west)"
+    assert secondary.is_active  # not written back as the standby it was when the form loaded
+    assert active_slug() == "secondary"
+    change = AuditLog.objects.get(action="admin.regions.region.change")
+    assert set(change.details["changes"]) == {"name"}
