@@ -834,6 +834,26 @@ def _on_checkout_completed(event: StripeWebhookEvent, obj: dict[str, Any], prepa
     mapping = _locked_mapping(company)
     if obj.get("customer") and not mapping.customer_id:
         CompanyStripe.objects.filter(pk=mapping.pk).update(customer_id=obj["customer"])
+    new_sub = prepared.subscription.get("id")
+    if (
+        mapping.subscription_id
+        and mapping.subscription_id != new_sub
+        and mapping.subscription_status not in ("", "canceled", "incomplete_expired")
+    ):
+        # Two checkouts paid (two tabs, two people): the company now pays twice.
+        ops_task_open(
+            kind="billing.duplicate_subscription",
+            title=f"Two live Stripe subscriptions: {company}",
+            details=(
+                f"Checkout session {obj.get('id')} created subscription {new_sub} while {company} already "
+                f"has the live subscription {mapping.subscription_id} ({mapping.subscription_status}). "
+                "The company follows the newest one. Cancel and refund the one it should not pay for "
+                "in the Stripe dashboard."
+            ),
+            severity="high",
+            company=company,
+            dedup_key=f"billing.duplicate_subscription:{company.pk}:{new_sub}",
+        )
     before_tier = company.tier
     effects = subscription_apply(
         company=company,
@@ -1245,24 +1265,38 @@ def billing_change_tier(
     )
     now = timezone.now()
     with transaction.atomic():
-        request = BillingEvent.objects.create(
-            kind=kind,
-            status=BillingEventStatus.PENDING,
-            company=company,
-            from_tier=current,
-            to_tier=tier,
-            amount=tier.monthly_price,
-            currency=tier.currency,
-            details={"via": "subscription_update" if live_subscription else "checkout"},
-            created_at=now,
+        # Lookup and creation under the company's mapping row lock: of two clicks at once,
+        # the second finds the first's pending checkout.
+        reused = (
+            None
+            if live_subscription
+            else _pending_checkout(company=company, mapping=mapping, kind=kind, tier=tier, now=now)
         )
-        audit_record(
-            action=f"billing.{kind}.request",
-            actor=actor,
-            target=request,
-            company=company,
-            details={"from": current.code, "to": tier.code, "via": request.details["via"]},
-        )
+        if reused is None:
+            request = BillingEvent.objects.create(
+                kind=kind,
+                status=BillingEventStatus.PENDING,
+                company=company,
+                from_tier=current,
+                to_tier=tier,
+                amount=tier.monthly_price,
+                currency=tier.currency,
+                details={"via": "subscription_update" if live_subscription else "checkout"},
+                created_at=now,
+            )
+            audit_record(
+                action=f"billing.{kind}.request",
+                actor=actor,
+                target=request,
+                company=company,
+                details={"from": current.code, "to": tier.code, "via": request.details["via"]},
+            )
+    if reused is not None:
+        if reused.details.get("checkout_url"):
+            return _checkout_answer(reused, reused.details["checkout_url"])
+        # The first click may still be talking to Stripe: the same request (same
+        # idempotency key) gets the same session back.
+        request = reused
     try:
         if live_subscription:
             return _change_subscription(
@@ -1309,6 +1343,35 @@ def plan_change_items(*, subscription: dict[str, Any], tier: Tier, price: TierPr
     return items
 
 
+CHECKOUT_REUSE_WINDOW = timedelta(hours=24)  # Checkout Sessions expire after 24 h by default
+
+
+def _pending_checkout(
+    *, company: Company, mapping: CompanyStripe, kind: str, tier: Tier, now: datetime
+) -> BillingEvent | None:
+    """A checkout for the same change started less than 24 h ago and not completed: a
+    second click gets its session instead of a second one (which could end in two paid
+    subscriptions). Call inside the transaction that creates the new request: the
+    company's mapping row is locked until it commits, so two clicks cannot both miss."""
+    CompanyStripe.objects.select_for_update().get(pk=mapping.pk)
+    return (
+        BillingEvent.objects.filter(
+            kind=kind,
+            company=company,
+            to_tier=tier,
+            status=BillingEventStatus.PENDING,
+            details__via="checkout",
+            created_at__gte=now - CHECKOUT_REUSE_WINDOW,
+        )
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def _checkout_answer(request: BillingEvent, url: str | None) -> dict[str, Any]:
+    return {"action": "checkout", "url": url, "tier": request.to_tier.code, "billing_event": request.pk}
+
+
 def _start_checkout(
     *, company: Company, request: BillingEvent, price: TierPrice, client: StripeClient
 ) -> dict[str, Any]:
@@ -1331,12 +1394,7 @@ def _start_checkout(
     BillingEvent.objects.filter(pk=request.pk).update(
         stripe_object_id=session["id"], details={**request.details, "checkout_url": session.get("url")}
     )
-    return {
-        "action": "checkout",
-        "url": session.get("url"),
-        "tier": request.to_tier.code,
-        "billing_event": request.pk,
-    }
+    return _checkout_answer(request, session.get("url"))
 
 
 def _change_subscription(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
 from django.contrib.auth.models import Permission
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit.models import AuditLog
@@ -19,7 +20,14 @@ from billing.models import (
     StripeWebhookEvent,
 )
 from billing.services_stripe import webhook_event_process
-from tests.billing.stripe_fixtures import METERED_PRICES, TIER_PRICES, WEBHOOK_SECRET, with_customer
+from ops.models import OpsTask
+from tests.billing.stripe_fixtures import (
+    METERED_PRICES,
+    TIER_PRICES,
+    WEBHOOK_SECRET,
+    run_in_threads,
+    with_customer,
+)
 from tests.fakes.stripe_server import make_event, signed_webhook
 
 UPGRADE = "/api/v1/billing/upgrade/"
@@ -282,3 +290,58 @@ def test_a_plan_change_does_not_hide_stripes_same_second_past_due(client, fake_s
 
     acme.refresh_from_db()
     assert (acme.tier.code, acme.status) == ("pro", "past_due")
+
+
+@pytest.mark.django_db
+def test_a_second_upgrade_click_gets_the_same_checkout(fake_stripe, stripe_company):
+    acme = stripe_company("starter")
+    api = _as(acme.owner)
+
+    first = api.post(UPGRADE, {"tier": "pro"}, format="json").json()
+    second = api.post(UPGRADE, {"tier": "pro"}, format="json").json()
+
+    assert second["url"] == first["url"] and second["billing_event"] == first["billing_event"]
+    assert len(fake_stripe.checkout_sessions) == 1
+    assert BillingEvent.objects.filter(kind=BillingEventKind.UPGRADE).count() == 1
+    with time_machine.travel(timezone.now() + timedelta(hours=24, minutes=1)):
+        later = api.post(UPGRADE, {"tier": "pro"}, format="json").json()
+    assert later["url"] != first["url"] and len(fake_stripe.checkout_sessions) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_upgrade_clicks_at_once_make_one_checkout_session(fake_stripe, stripe_company):
+    acme = stripe_company("starter")
+
+    def click() -> str:
+        return _as(acme.owner).post(UPGRADE, {"tier": "pro"}, format="json").json()["url"]
+
+    urls = run_in_threads(click, [(), (), ()])
+
+    assert len(set(urls)) == 1 and str(urls[0]).startswith("https://checkout.stripe.com/")
+    assert len(fake_stripe.checkout_sessions) == 1
+    assert BillingEvent.objects.filter(kind=BillingEventKind.UPGRADE).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_second_paid_checkout_opens_an_ops_task(client, fake_stripe, stripe_company):
+    acme = stripe_company("starter")
+    customer = with_customer(fake_stripe, acme)
+    live = fake_stripe.add_subscription(customer, TIER_PRICES["starter"], metadata={"company_id": str(acme.pk)})
+    CompanyStripe.objects.filter(company=acme).update(subscription_id=live["id"], subscription_status="active")
+    # A checkout started elsewhere (another tab, before the first subscription existed).
+    session = fake_stripe.client().v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "customer": customer,
+            "line_items": [{"price": TIER_PRICES["pro"], "quantity": 1}],
+            "client_reference_id": str(acme.pk),
+            "success_url": "https://x.test/s",
+            "metadata": {"company_id": str(acme.pk)},
+        }
+    )
+
+    completed = fake_stripe.complete_checkout_session(session.id)
+    assert _deliver_and_process(client, make_event("checkout.session.completed", completed)) == "processed"
+
+    task = OpsTask.objects.get(kind="billing.duplicate_subscription")
+    assert task.company == acme and live["id"] in task.details and completed["subscription"] in task.details
