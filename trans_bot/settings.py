@@ -214,11 +214,12 @@ SPECTACULAR_SETTINGS = {
 # The region this deployment serves (a Region slug, see the regions admin).
 REGION_NAME = env.str("REGION_NAME", default="primary")
 # Paths the routing middleware acts on (writes 307 to the active region, 503 when none
-# is healthy), and paths it never touches whatever region is active.
+# is healthy), and paths it never touches whatever region is active. Manual failover is
+# exempt: it is needed exactly when the active region is down (no 503, no 307 to it).
 REGIONS_ROUTED_PREFIXES = env.list("REGIONS_ROUTED_PREFIXES", default=["/api/"])
 REGIONS_ROUTING_EXEMPT = env.list(
     "REGIONS_ROUTING_EXEMPT",
-    default=["/healthz", "/admin/", "/api/v1/billing/stripe/webhook/"],
+    default=["/healthz", "/admin/", "/api/v1/billing/stripe/webhook/", "/api/v1/regions/failover/"],
 )
 
 # --- Usage ----------------------------------------------------------------------------

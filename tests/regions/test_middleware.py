@@ -8,6 +8,7 @@ import json
 
 import pytest
 import time_machine
+from django.contrib.auth.models import Permission
 from django.core.cache import cache
 from django.http import HttpResponse
 from django.test import RequestFactory
@@ -136,3 +137,37 @@ def test_an_empty_cache_costs_no_query_and_the_next_cycle_refills_it(
         cycle()
     routing.forget_local()
     assert middleware(RequestFactory().post("/api/v1/x/")).status_code == 307
+
+
+@pytest.fixture
+def operator(client, staff_user):
+    staff_user.user_permissions.add(Permission.objects.get(codename="fail_over"))
+    client.force_login(staff_user)
+    return client
+
+
+def test_manual_failover_gets_through_when_the_active_region_is_down(operator, on_standby, primary):
+    """Writes get 503 while nothing healthy is active, but the failover that fixes it must not."""
+    Region.objects.filter(pk=primary.pk).update(status=RegionStatus.UNHEALTHY, consecutive_failures=5)
+    routing.publish()
+    assert operator.post("/api/v1/usage/events/", {}, content_type="application/json").status_code == 503
+
+    response = operator.post(
+        "/api/v1/regions/failover/",
+        {"to": "secondary", "reason": "primary is down", "force": True},
+        content_type="application/json",
+    )
+    assert response.status_code == 201, response.content
+    assert Region.objects.get(is_active=True).slug == "secondary"
+    assert response["X-Region"] == "secondary"
+
+
+def test_manual_failover_on_the_standby_is_not_sent_to_the_active_region(operator, on_standby, primary):
+    """The active region may be dead before the prober says so: a 307 there would strand the operator."""
+    assert operator.post("/api/v1/usage/events/", {}, content_type="application/json").status_code == 307
+
+    response = operator.post(
+        "/api/v1/regions/failover/", {"to": "secondary", "reason": "game day"}, content_type="application/json"
+    )
+    assert response.status_code == 201, response.content
+    assert Region.objects.get(is_active=True).slug == "secondary"
