@@ -7,9 +7,12 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.db import transaction
 from django.db.models import Count, Q
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -62,6 +65,35 @@ class RegionsAdmin(AuditedAdminMixin, ChangedFieldsOnlyAdmin):
     of an edit shows what the person changed, not a failover that committed meanwhile."""
 
 
+ACTIVE_REFUSAL = "{name} is the active region: fail over to another region first."
+
+
+class RegionForm(forms.ModelForm):
+    class Meta:
+        model = Region
+        fields = [
+            "name",
+            "slug",
+            "base_url",
+            "order",
+            "enabled",
+            "health_path",
+            "probe_timeout",
+            "expected_status",
+            "body_contains",
+            "drill_fail",
+        ]
+
+    def clean_enabled(self) -> bool:
+        """Disabling the region that serves traffic would strand it: the gate could only
+        fail over (or alert) after the fact. Ops move traffic first, on purpose."""
+        enabled = self.cleaned_data["enabled"]
+        instance = self.instance
+        if not enabled and instance.pk and Region.objects.filter(pk=instance.pk, is_active=True).exists():
+            raise forms.ValidationError(ACTIVE_REFUSAL.format(name=instance.name) + " Then disable it.")
+        return enabled
+
+
 class FailoverForm(forms.Form):
     reason = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
@@ -76,6 +108,7 @@ class FailoverForm(forms.Form):
 
 @admin.register(Region)
 class RegionAdmin(RegionsAdmin):
+    form = RegionForm
     list_display = [
         "name",
         "active_badge",
@@ -185,6 +218,21 @@ class RegionAdmin(RegionsAdmin):
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         transaction.on_commit(routing.publish)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        """Deleting the active region would leave no region serving: refuse, say why."""
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None and obj.is_active:
+            self.message_user(request, ACTIVE_REFUSAL.format(name=obj.name) + " Then delete it.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:regions_region_change", args=[obj.pk]))
+        return super().delete_view(request, object_id, extra_context)
+
+    def get_deleted_objects(self, objs, request):
+        """The bulk "delete selected" action: the active region is listed as protected,
+        which blocks the whole deletion with the reason shown."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        active = [ACTIVE_REFUSAL.format(name=obj.name) for obj in objs if obj.is_active]
+        return deleted, counts, perms_needed, [*protected, *active]
 
 
 class PolicyForm(forms.ModelForm):

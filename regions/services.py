@@ -318,6 +318,8 @@ def gate_evaluate(*, now: datetime | None = None) -> GateOutcome:
             reason=(
                 f"{active.name} failed {active.consecutive_failures} consecutive probes "
                 f"(threshold {policy.failure_threshold}); last error: {active.last_error or '-'}"
+                if active.enabled
+                else f"{active.name} was disabled by ops while active"
             ),
         )
 
@@ -363,28 +365,40 @@ def gate_evaluate(*, now: datetime | None = None) -> GateOutcome:
 
 
 def _stranded(*, policy: FailoverPolicy, active: Region, now: datetime, kind: str, reason: str) -> GateOutcome:
-    won = FailoverPolicy.objects.filter(pk=policy.pk, stranded_since__isnull=True).update(
-        stranded_since=now, stranded_reason=reason[:300]
-    )
-    if won:
-        notify(
-            kind=kind,
-            title=(
-                "All regions unreachable"
-                if kind == "region.all_down"
-                else f"Active region {active.name} is down; traffic was not moved"
-            ),
-            text=(
-                f"{active.name} failing since {active.failing_since:%Y-%m-%d %H:%M:%S} UTC "
-                f"({_ago(active.failing_since, now)}); last error: {active.last_error or '-'}.\n"
-                f"Why traffic stayed: {reason}.\n"
-                "Check the regions' /healthz from another network; fail over by hand if one is serving."
-            ),
-            severity="critical",
-            link=_admin_url("region/"),
-            dedup_key=f"{kind}.{policy.epoch}.{now.isoformat()}",
-            fields={"Active": active.name, "Failing for": _ago(active.failing_since, now)},
+    # The marker and its alert commit together: if building or storing the alert fails,
+    # the marker rolls back and the next cycle alerts again (never a silent outage).
+    with transaction.atomic():
+        won = FailoverPolicy.objects.filter(pk=policy.pk, stranded_since__isnull=True).update(
+            stranded_since=now, stranded_reason=reason[:300]
         )
+        if won:
+            if active.failing_since is not None:
+                down = (
+                    f"{active.name} failing since {active.failing_since:%Y-%m-%d %H:%M:%S} UTC "
+                    f"({_ago(active.failing_since, now)}); last error: {active.last_error or '-'}."
+                )
+                failing_for = _ago(active.failing_since, now)
+            else:
+                # Not failing probes: taken out of service (``enabled`` off) while active.
+                down = f"{active.name} was disabled by ops while it was the active region."
+                failing_for = "disabled by ops"
+            notify(
+                kind=kind,
+                title=(
+                    "All regions unreachable"
+                    if kind == "region.all_down"
+                    else f"Active region {active.name} is down; traffic was not moved"
+                ),
+                text=(
+                    f"{down}\n"
+                    f"Why traffic stayed: {reason}.\n"
+                    "Check the regions' /healthz from another network; fail over by hand if one is serving."
+                ),
+                severity="critical",
+                link=_admin_url("region/"),
+                dedup_key=f"{kind}.{policy.epoch}.{now.isoformat()}",
+                fields={"Active": active.name, "Failing for": failing_for},
+            )
     return GateOutcome("stranded", detail=reason)
 
 

@@ -197,3 +197,46 @@ def test_editing_a_region_keeps_a_failover_committed_meanwhile(ops_client, prima
     assert active_slug() == "secondary"
     change = AuditLog.objects.get(action="admin.regions.region.change")
     assert set(change.details["changes"]) == {"name"}
+
+
+def region_form(region, **overrides):
+    form = {
+        "name": region.name,
+        "slug": region.slug,
+        "base_url": region.base_url,
+        "order": str(region.order),
+        "enabled": "on",
+        "health_path": region.health_path,
+        "probe_timeout": str(region.probe_timeout),
+        "expected_status": region.expected_status,
+        "body_contains": region.body_contains,
+    }
+    form.update(overrides)
+    return {k: v for k, v in form.items() if v is not None}
+
+
+def test_admin_refuses_to_disable_the_active_region(ops_client, primary, secondary):
+    response = ops_client.post(f"/admin/regions/region/{primary.pk}/change/", region_form(primary, enabled=None))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "fail over to another region first" in errors["enabled"][0]
+    primary.refresh_from_db()
+    assert primary.enabled and primary.is_active
+
+    # A standby may be disabled.
+    response = ops_client.post(f"/admin/regions/region/{secondary.pk}/change/", region_form(secondary, enabled=None))
+    assert response.status_code == 302
+    assert not Region.objects.get(pk=secondary.pk).enabled
+
+
+def test_admin_refuses_to_delete_the_active_region(ops_client, primary, secondary):
+    response = ops_client.post(f"/admin/regions/region/{primary.pk}/delete/", {"post": "yes"}, follow=True)
+    assert "Primary is the active region: fail over to another region first" in response.content.decode()
+    assert Region.objects.filter(pk=primary.pk, is_active=True).exists()
+
+    bulk = ops_client.post(
+        CHANGELIST, {"action": "delete_selected", ACTION_CHECKBOX_NAME: [primary.pk, secondary.pk], "post": "yes"}
+    )
+    assert "Primary is the active region: fail over to another region first" in bulk.content.decode()
+    assert Region.objects.count() == 2
+    assert not AuditLog.objects.filter(action="admin.regions.region.delete").exists()

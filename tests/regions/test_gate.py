@@ -224,3 +224,18 @@ def test_single_region_mode_never_moves_traffic(cycle, clock, primary, secondary
     run(cycle, clock, 5)
     assert active_slug() == "primary"
     assert FailoverEvent.objects.count() == 0
+
+
+def test_an_active_region_disabled_by_ops_alerts_once_without_crashing_the_gate(cycle, clock, primary, secondary):
+    """Single-region mode: nothing may take over, so the gate reports it (once)."""
+    FailoverPolicy.objects.filter(pk=1).update(multi_region_enabled=False)
+    Region.objects.filter(pk=primary.pk).update(enabled=False)  # healthy, never failed: failing_since is None
+
+    report = run(cycle, clock)
+    run(cycle, clock, 3)
+
+    assert report.gate.action == "stranded"
+    alert = Notification.objects.get(kind="region.down")
+    assert "Primary was disabled by ops while it was the active region" in alert.text
+    assert alert.fields["Failing for"] == "disabled by ops"
+    assert active_slug() == "primary"
