@@ -207,10 +207,88 @@ def overage_plan(*, row: dict[str, Any], now: datetime) -> BillingEvent | None:
                     company=Company.objects.get(pk=row["company_id"]),
                     details={"identifier": event.identifier, "units": new_units, "amount": event.amount},
                 )
+                transaction.on_commit(lambda pk=event.pk: _enqueue_send(pk))
         except IntegrityError:
             continue  # another worker planned this sequence first: look again
         return event
     return None
+
+
+# Stripe dedups meter event identifiers for at least 24 h: past that, a resend of a report
+# Stripe may already have would count twice. Automatic resends stop there.
+AUTOMATIC_RESEND_WINDOW = timedelta(hours=24)
+
+
+def _enqueue_send(pk: int, countdown: float | None = None) -> None:
+    """Queue ``send_billing_event``; if the broker is down the row stays due and the
+    minute sweep picks it up."""
+    from billing.tasks import send_billing_event
+
+    try:
+        send_billing_event.apply_async((pk,), countdown=countdown)
+    except Exception:
+        logger.warning("could not queue billing event #%s", pk, exc_info=True)
+
+
+def _resend_window_closed(*, now: datetime, billing_event_id: int | None = None) -> int:
+    """Mark failed every report still unsent 24 h after its first attempt (or just the
+    given one), with an ops task: only ops, after reconciling, may send it again."""
+    stale = now - timedelta(seconds=settings.BILLING_SENDING_TIMEOUT)
+    rows = BillingEvent.objects.filter(
+        kind=BillingEventKind.OVERAGE, first_attempt_at__lt=now - AUTOMATIC_RESEND_WINDOW
+    ).filter(Q(status=BillingEventStatus.PENDING) | Q(status=BillingEventStatus.SENDING, claimed_at__lt=stale))
+    if billing_event_id is not None:
+        rows = rows.filter(pk=billing_event_id)
+    closed = 0
+    for pk in rows.values_list("pk", flat=True):
+        with transaction.atomic():
+            changed = (
+                BillingEvent.objects.filter(pk=pk, first_attempt_at__lt=now - AUTOMATIC_RESEND_WINDOW)
+                .filter(
+                    Q(status=BillingEventStatus.PENDING)
+                    | Q(status=BillingEventStatus.SENDING, claimed_at__lt=stale)
+                )
+                .update(status=BillingEventStatus.FAILED, next_attempt_at=None)
+            )
+            if not changed:
+                continue
+            closed += 1
+            event = BillingEvent.objects.select_related("company", "feature").get(pk=pk)
+            audit_record(
+                action="billing.overage.resend_window_closed",
+                actor=REPORTER,
+                target=event,
+                company=event.company,
+                details={"identifier": event.identifier, "attempts": event.attempts, "error": event.error[:500]},
+            )
+            ops_task_open(
+                kind="billing.overage_unconfirmed",
+                title=f"Overage not confirmed after 24 h: {event.company} · {event.feature} ({event.units} units)",
+                details=(
+                    f"The overage report {event.identifier} was first sent {event.first_attempt_at:%Y-%m-%d %H:%M} "
+                    f"UTC and not confirmed by Stripe after {event.attempts} attempt(s) (last error: "
+                    f"{event.error or 'none'}). Stripe dedups identifiers for 24 h only, so automatic resends "
+                    "stopped. Reconcile first (`manage.py billing_reconcile`, or the meter's events in the "
+                    "Stripe dashboard): if Stripe already counted it, mark it handled; only if not, use "
+                    "'Send again' -- a resend of a report Stripe has would bill it twice."
+                ),
+                severity="high",
+                company=event.company,
+                target=event,
+                dedup_key=f"billing.overage_unconfirmed:{event.identifier}",
+            )
+    return closed
+
+
+def overage_sweep(*, now: datetime | None = None) -> int:
+    """Beat, every minute: close reports past the resend window, then queue every report
+    that is due (a retry whose task was lost, one stuck in "sending")."""
+    now = now or timezone.now()
+    _resend_window_closed(now=now)
+    due = overage_due_ids(now=now)
+    for pk in due:
+        _enqueue_send(pk)
+    return len(due)
 
 
 def _retry_delay(attempts: int) -> timedelta:
@@ -225,15 +303,25 @@ def billing_event_send(*, billing_event_id: int, client: StripeClient | None = N
     died is claimable again after ``BILLING_SENDING_TIMEOUT``; it goes out with the same
     identifier and idempotency key, so Stripe never counts it twice."""
     now = timezone.now()
+    if _resend_window_closed(now=now, billing_event_id=billing_event_id):
+        return BillingEventStatus.FAILED
     stale = now - timedelta(seconds=settings.BILLING_SENDING_TIMEOUT)
     claimed = (
         BillingEvent.objects.filter(pk=billing_event_id, kind=BillingEventKind.OVERAGE)
+        .filter(
+            Q(first_attempt_at__isnull=True) | Q(first_attempt_at__gte=now - AUTOMATIC_RESEND_WINDOW)
+        )
         .filter(
             Q(status=BillingEventStatus.PENDING, next_attempt_at__lte=now)
             | Q(status=BillingEventStatus.PENDING, next_attempt_at__isnull=True)
             | Q(status=BillingEventStatus.SENDING, claimed_at__lt=stale)
         )
-        .update(status=BillingEventStatus.SENDING, claimed_at=now, attempts=F("attempts") + 1)
+        .update(
+            status=BillingEventStatus.SENDING,
+            claimed_at=now,
+            attempts=F("attempts") + 1,
+            first_attempt_at=Coalesce(F("first_attempt_at"), now),
+        )
     )
     if not claimed:
         return "skipped"
@@ -283,12 +371,15 @@ def _billing_event_failed(*, event: BillingEvent, error: StripeGatewayError) -> 
     give_up = not error.retryable or event.attempts >= settings.BILLING_REPORT_MAX_ATTEMPTS
     with transaction.atomic():
         if not give_up:
-            BillingEvent.objects.filter(pk=event.pk, status=BillingEventStatus.SENDING).update(
+            delay = _retry_delay(event.attempts)
+            if BillingEvent.objects.filter(pk=event.pk, status=BillingEventStatus.SENDING).update(
                 status=BillingEventStatus.PENDING,
                 error=str(error)[:2000],
                 stripe_response=error.body,
-                next_attempt_at=now + _retry_delay(event.attempts),
-            )
+                next_attempt_at=now + delay,
+            ):
+                # The backoff is a queued task, not the next daily run.
+                transaction.on_commit(lambda: _enqueue_send(event.pk, countdown=delay.total_seconds()))
             return BillingEventStatus.PENDING
         changed = BillingEvent.objects.filter(pk=event.pk, status=BillingEventStatus.SENDING).update(
             status=BillingEventStatus.FAILED,
@@ -384,7 +475,12 @@ def billing_event_send_again(*, event: BillingEvent, actor: Actor) -> bool:
     with transaction.atomic():
         changed = BillingEvent.objects.filter(
             pk=event.pk, kind=BillingEventKind.OVERAGE, status=BillingEventStatus.FAILED
-        ).update(status=BillingEventStatus.PENDING, next_attempt_at=timezone.now(), attempts=0)
+        ).update(
+            status=BillingEventStatus.PENDING,
+            next_attempt_at=timezone.now(),
+            attempts=0,
+            first_attempt_at=None,  # ops reconciled: a new 24 h window of automatic retries
+        )
         if changed:
             audit_record(
                 action="billing.overage.send_again",
@@ -393,6 +489,7 @@ def billing_event_send_again(*, event: BillingEvent, actor: Actor) -> bool:
                 company=event.company,
                 details={"identifier": event.identifier},
             )
+            transaction.on_commit(lambda: _enqueue_send(event.pk))
     return bool(changed)
 
 
@@ -990,12 +1087,15 @@ def _on_payment_failed(event: StripeWebhookEvent, obj: dict[str, Any], prepared:
         amount=amount,
         currency=currency.upper()[:3],
     )
-    # A late failure (the invoice was paid since, and that was applied) tells nobody
-    # anything: no "now past due" task, no e-mail. The BillingEvent above keeps the fact.
-    already_paid = BillingEvent.objects.filter(
+    # A late failure (Stripe's newer invoice.paid of the same invoice was applied first)
+    # tells nobody anything: no "now past due" task, no e-mail; the BillingEvent above keeps
+    # the fact. "Newer" by Stripe's created, not by arrival, so the outcome does not depend
+    # on delivery order for failures that really came after a payment.
+    paid_by = BillingEvent.objects.filter(
         kind=BillingEventKind.INVOICE_PAID, company=company, stripe_object_id=invoice_id
-    ).exists()
-    if before is None and already_paid:
+    ).values("stripe_event_id")
+    paid_since = StripeWebhookEvent.objects.filter(stripe_id__in=paid_by, created__gt=event.created).exists()
+    if before is None and paid_since:
         return "payment failed after the invoice was paid: recorded only"
     next_attempt = obj.get("next_payment_attempt")
     when = (
