@@ -9,10 +9,29 @@ alert about a transition can be deduplicated by it.
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+
+_STATUS_PART = re.compile(r"[1-5](\d\d|xx)", re.IGNORECASE)
+
+
+def validate_expected_status(value: str) -> None:
+    """A typo here ("200;204", "ok") would match no answer, so every probe would fail and
+    the region would be failed over for real: refuse it where it is typed."""
+    parts = [part.strip() for part in value.split(",")]
+    bad = [part for part in parts if not _STATUS_PART.fullmatch(part)]
+    if bad:
+        raise ValidationError(
+            "Use status codes such as 200 or classes such as 2xx, comma-separated (e.g. '200,204' or '2xx'); "
+            "not understood: %(bad)s.",
+            code="invalid_status_spec",
+            params={"bad": ", ".join(repr(part) for part in bad)},
+        )
 
 
 class RegionStatus(models.TextChoices):
@@ -34,6 +53,7 @@ class Region(models.Model):
     expected_status = models.CharField(
         max_length=100,
         default="2xx",
+        validators=[validate_expected_status],
         help_text="Comma-separated codes or classes, e.g. '2xx' or '200,204'.",
     )
     body_contains = models.CharField(

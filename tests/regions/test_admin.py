@@ -240,3 +240,24 @@ def test_admin_refuses_to_delete_the_active_region(ops_client, primary, secondar
     assert "Primary is the active region: fail over to another region first" in bulk.content.decode()
     assert Region.objects.count() == 2
     assert not AuditLog.objects.filter(action="admin.regions.region.delete").exists()
+
+
+@pytest.mark.parametrize("typo", ["200;204", "ok", "2x", "200,,204", "600", "20"])
+def test_admin_refuses_an_expected_status_no_answer_could_match(ops_client, primary, typo):
+    response = ops_client.post(
+        f"/admin/regions/region/{primary.pk}/change/", region_form(primary, expected_status=typo)
+    )
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["expected_status"]
+    assert "such as 200" in errors["expected_status"][0]
+    assert Region.objects.get(pk=primary.pk).expected_status == "2xx"
+
+
+@pytest.mark.parametrize("spec", ["200", "2xx", "200, 204", "2XX,301"])
+def test_admin_accepts_codes_and_classes(ops_client, primary, spec):
+    response = ops_client.post(
+        f"/admin/regions/region/{primary.pk}/change/", region_form(primary, expected_status=spec)
+    )
+    assert response.status_code == 302
+    assert Region.objects.get(pk=primary.pk).expected_status == spec
