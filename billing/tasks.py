@@ -17,7 +17,16 @@ def report_overage(trigger: str = "beat") -> dict:
 
 @shared_task(name="billing.tasks.send_billing_event")
 def send_billing_event(billing_event_id: int) -> str:
+    """Queued on commit after a report is planned, and again with ``countdown=`` the
+    backoff after each retryable failure (the service queues it)."""
     return services_stripe.billing_event_send(billing_event_id=billing_event_id)
+
+
+@shared_task(name="billing.tasks.sweep_billing_events")
+def sweep_billing_events() -> int:
+    """Beat, every minute: queue overage reports that are due or stuck in "sending", and
+    stop those 24 h past their first attempt."""
+    return services_stripe.overage_sweep()
 
 
 @shared_task(bind=True, name="billing.tasks.process_stripe_event", max_retries=WEBHOOK_MAX_RETRIES)
