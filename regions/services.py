@@ -124,24 +124,27 @@ def region_record_probe(*, region: Region, result: ProbeResult, policy: Failover
 
 
 def _alert_transition(*, region: Region, previous: str, policy: FailoverPolicy, now: datetime) -> None:
-    """Standby health changes alert once per transition (keyed by ``status_epoch``). The
-    active region going down is the gate's to report (failover, or why not); a recovered
-    higher-priority region is reported by the gate as "failback available"."""
-    if region.is_active and policy.multi_region_enabled:
+    """Standby health changes alert once per transition (keyed by ``status_epoch``).
+
+    The active region is the gate's to report, in either mode (a failover, or why traffic
+    stayed, then "restored"): alerting it here too would give two alerts per outage. A
+    recovered higher-priority region is the gate's too in multi-region mode ("failback
+    available", also when pinned); in single-region mode the gate never gets that far,
+    so it is announced here as recovered."""
+    if region.is_active:
         return
     dedup = f"region.{region.slug}.{region.status}.{region.status_epoch}"
     link = _admin_url(f"region/{region.pk}/change/")
     if region.status == RegionStatus.UNHEALTHY:
-        role = "Active region" if region.is_active else "Standby region"
         notify(
             kind="region.unhealthy",
-            title=f"{role} {region.name} is unhealthy",
+            title=f"Standby region {region.name} is unhealthy",
             text=(
                 f"{region.name} ({region.health_url}) failed {region.consecutive_failures} probes in a row "
                 f"since {region.failing_since:%Y-%m-%d %H:%M:%S} UTC; "
                 f"last error: {region.last_error or '-'}.\n"
-                + ("It can no longer take traffic if the active region fails. " if not region.is_active else "")
-                + "Check the region's /healthz, its database and broker, "
+                "It can no longer take traffic if the active region fails. "
+                "Check the region's /healthz, its database and broker, "
                 "and the network path from the prober."
             ),
             severity="warning",
@@ -155,7 +158,8 @@ def _alert_transition(*, region: Region, previous: str, policy: FailoverPolicy, 
         )
     elif previous == RegionStatus.UNHEALTHY:
         active = Region.objects.filter(is_active=True).first()
-        if active is not None and (region.order, region.pk) < (active.order, active.pk):
+        preferred = active is not None and (region.order, region.pk) < (active.order, active.pk)
+        if preferred and policy.multi_region_enabled:
             return  # the gate says "failback available" or fails back
         notify(
             kind="region.recovered",
@@ -330,23 +334,38 @@ def gate_evaluate(*, now: datetime | None = None) -> GateOutcome:
     preferred = next((r for r in enabled if _is_candidate(r)), None)
     if preferred is None or (preferred.order, preferred.pk) >= (active.order, active.pk):
         return GateOutcome("none")
-    if policy.pinned_region_id is not None:
-        return GateOutcome("none", detail=f"pinned to {active.name}")
-    if not policy.auto_failback:
+    pinned = policy.pinned_region_id is not None
+    if pinned or not policy.auto_failback:
+        if pinned:
+            why = f"{active.name} is pinned by {policy.pinned_by or 'ops'}" + (
+                f" ({policy.pin_reason})" if policy.pin_reason else ""
+            )
+            how = "To fail back, release the pin (failover policy page → 'Release the pin')" + (
+                "; automatic failback then moves traffic after the cooldown."
+                if policy.auto_failback
+                else ", then use the admin action 'Fail over to the selected region' or POST /api/v1/regions/failover/."
+            )
+        else:
+            why = "automatic failback is off"
+            how = (
+                "To fail back, use the admin action 'Fail over to the selected region' "
+                "or POST /api/v1/regions/failover/."
+            )
+        # Same key pinned or not: one announcement per recovery, whatever happens to the pin.
         notify(
             kind="region.failback_available",
             title=f"Failback available: {preferred.name} has recovered",
             text=(
                 f"{preferred.name} passed {preferred.consecutive_successes} probes in a row. "
-                "Traffic stays on "
-                f"{active.name} because automatic failback is off. To fail back, use the admin action "
-                "'Fail over to the selected region' or POST /api/v1/regions/failover/."
+                f"Traffic stays on {active.name} because {why}. {how}"
             ),
             severity="info",
             link=_admin_url("region/"),
             dedup_key=f"region.failback_available.{preferred.slug}.{preferred.status_epoch}.{policy.epoch}",
         )
-        return GateOutcome("failback_available", detail=preferred.slug)
+        return GateOutcome(
+            "failback_available", detail=f"{preferred.slug} (pinned to {active.name})" if pinned else preferred.slug
+        )
     until = _in_cooldown(policy, now)
     if until is not None:
         return GateOutcome("none", detail=f"failback waits for the cooldown until {until:%H:%M:%S}")

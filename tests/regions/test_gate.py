@@ -239,3 +239,48 @@ def test_an_active_region_disabled_by_ops_alerts_once_without_crashing_the_gate(
     assert "Primary was disabled by ops while it was the active region" in alert.text
     assert alert.fields["Failing for"] == "disabled by ops"
     assert active_slug() == "primary"
+
+
+def test_a_recovered_primary_is_announced_while_a_pin_holds_traffic(cycle, clock, primary, secondary, fake_primary):
+    region_fail_over(to=secondary, reason="db migration", pin=True, actor=Actor.system("olivia"))
+    fake_primary.set_mode("fail")
+    run(cycle, clock, 3)
+    fake_primary.set_mode("ok")
+    report = run(cycle, clock, 3)  # recovery threshold reached
+
+    assert report.gate.action == "failback_available"
+    assert active_slug() == "secondary"  # the pin holds
+    alert = Notification.objects.get(kind="region.failback_available")
+    assert "Traffic stays on Secondary because Secondary is pinned by olivia (db migration)" in alert.text
+    assert "release the pin" in alert.text
+
+    run(cycle, clock, 5)
+    assert Notification.objects.filter(kind="region.failback_available").count() == 1  # once per recovery
+
+
+def test_single_region_mode_announces_a_recovered_former_primary(cycle, clock, primary, secondary, fake_primary):
+    FailoverPolicy.objects.filter(pk=1).update(multi_region_enabled=False)
+    region_fail_over(to=secondary, reason="maintenance on primary", actor=Actor.system("t"))
+    fake_primary.set_mode("fail")
+    run(cycle, clock, 3)
+    fake_primary.set_mode("ok")
+    run(cycle, clock, 6)
+
+    recovered = Notification.objects.get(kind="region.recovered")
+    assert recovered.title == "Standby region Primary recovered"
+    assert active_slug() == "secondary"
+
+
+def test_single_region_mode_one_alert_per_outage(cycle, clock, primary, secondary, fake_primary):
+    FailoverPolicy.objects.filter(pk=1).update(multi_region_enabled=False)
+    fake_primary.set_mode("fail")
+    run(cycle, clock, 6)
+
+    outage = Notification.objects.exclude(kind="region.restored")
+    assert list(outage.values_list("kind", flat=True)) == ["region.down"]
+    assert "Active region Primary is down" in outage.get().title
+
+    fake_primary.set_mode("ok")
+    run(cycle, clock, 6)
+    assert Notification.objects.filter(kind="region.restored").count() == 1
+    assert Notification.objects.count() == 2
