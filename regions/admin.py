@@ -69,6 +69,11 @@ ACTIVE_REFUSAL = "{name} is the active region: fail over to another region first
 
 
 class RegionForm(forms.ModelForm):
+    # A base URL typed without a scheme means HTTPS (Django 6's default, chosen now).
+    base_url = forms.URLField(
+        assume_scheme="https", help_text=Region._meta.get_field("base_url").help_text
+    )
+
     class Meta:
         model = Region
         fields = [
