@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django_celery_beat.models import PeriodicTask
@@ -12,17 +10,8 @@ import billing.tasks
 from billing.models import BillingEvent, BillingEventStatus, CompanyStripe, StripeWebhookEvent
 from tests.billing.stripe_fixtures import WEBHOOK_SECRET, with_customer
 from tests.fakes.stripe_server import make_event, signed_webhook
+from tests.waiting import until
 from trans_bot.celery import app
-
-
-def _until(predicate, timeout: float = 60) -> bool:
-    """Wait for the worker (not for time logic): poll until done or give up."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.mark.django_db(transaction=True)
@@ -44,7 +33,7 @@ def test_a_delivered_event_is_processed_by_the_worker_after_commit(client, fake_
         )
         assert response.status_code == 200
         stored = StripeWebhookEvent.objects.get(stripe_id=event["id"])
-        assert _until(lambda: StripeWebhookEvent.objects.get(pk=stored.pk).status == "processed")
+        assert until(lambda: StripeWebhookEvent.objects.get(pk=stored.pk).status == "processed")
 
     acme.refresh_from_db()
     assert acme.status == "past_due"
@@ -57,7 +46,7 @@ def test_the_overage_task_reports_through_the_worker(fake_stripe, stripe_company
     app.control.purge()
     with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING"):
         billing.tasks.report_overage.delay(trigger="test")
-        assert _until(lambda: BillingEvent.objects.filter(status=BillingEventStatus.SENT).exists())
+        assert until(lambda: BillingEvent.objects.filter(status=BillingEventStatus.SENT).exists())
 
     assert [e["payload"]["value"] for e in fake_stripe.meter_events] == ["42"]
 
@@ -92,7 +81,7 @@ def test_an_event_stored_while_the_broker_was_down_is_processed_by_the_sweep(fak
         assert billing.tasks.sweep_stripe_events() == 0, "too fresh: its own task may still be coming"
         with time_machine.travel(timezone.now() + timedelta(minutes=6)):
             assert billing.tasks.sweep_stripe_events() == 1
-        assert _until(lambda: StripeWebhookEvent.objects.get(pk=pk).status == "processed")
+        assert until(lambda: StripeWebhookEvent.objects.get(pk=pk).status == "processed")
 
     acme.refresh_from_db()
     assert acme.status == "past_due"
@@ -115,7 +104,7 @@ def test_a_transient_failure_is_retried_by_a_queued_task_not_the_next_daily_run(
     app.control.purge()
     with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING"):
         billing.tasks.report_overage.delay(trigger="nightly")
-        assert _until(lambda: BillingEvent.objects.filter(status=BillingEventStatus.SENT).exists())
+        assert until(lambda: BillingEvent.objects.filter(status=BillingEventStatus.SENT).exists())
 
     event = BillingEvent.objects.get()
     assert event.attempts >= 2 and event.first_attempt_at is not None
@@ -140,7 +129,7 @@ def test_the_minute_sweep_sends_a_report_stuck_in_sending(fake_stripe, stripe_co
     BillingEvent.objects.filter(pk=event.pk).update(status="sending", claimed_at=long_ago, first_attempt_at=long_ago)
     with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING"):
         assert billing.tasks.sweep_billing_events() == 1
-        assert _until(lambda: BillingEvent.objects.get(pk=event.pk).status == BillingEventStatus.SENT)
+        assert until(lambda: BillingEvent.objects.get(pk=event.pk).status == BillingEventStatus.SENT)
 
     assert [e["identifier"] for e in fake_stripe.meter_events] == [event.identifier]
 

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import time_machine
 from celery.contrib.testing.worker import start_worker
 
 from ops.models import OpsTask
 from tests.usage.test_monitor import NIGHT, tenants  # noqa: F401  (fixture)
+from tests.waiting import until
 from trans_bot.celery import app
 from usage.models import MonitorRun
 from usage.tasks import run_usage_monitor
-
-
-def _until(predicate, timeout: float = 60) -> bool:
-    """Wait for the worker (not for time logic): poll until done or give up."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.mark.django_db(transaction=True)
@@ -32,7 +21,7 @@ def test_the_worker_runs_the_nightly_monitor_and_reports_the_run(tenants):  # no
         app, pool="solo", perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING"
     ):
         run_usage_monitor.delay(trigger="beat")
-        assert _until(lambda: MonitorRun.objects.filter(status="succeeded").exists()), "no finished run"
+        assert until(lambda: MonitorRun.objects.filter(status="succeeded").exists()), "no finished run"
 
     run = MonitorRun.objects.get()
     assert (run.trigger, run.dry_run, run.companies_scanned) == ("beat", False, 4)
