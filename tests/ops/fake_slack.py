@@ -23,7 +23,7 @@ from typing import Any
 
 
 class FakeSlack:
-    def __init__(self, path: str = "/services/T000/B000/XXXX") -> None:
+    def __init__(self, path: str = "/services/T000/B000/fake-secret") -> None:
         self.path = path
         self.messages: list[dict[str, Any]] = []  # answered 200: what Slack would show
         self.requests: list[dict[str, Any]] = []  # every attempt, with the answer given
