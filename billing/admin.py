@@ -3,9 +3,7 @@ rows (a tier's limits, a company's members) included."""
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from audit.admin_mixins import AuditedAdminMixin, diff, snapshot
@@ -15,7 +13,7 @@ from billing.services import company_api_key_revoke, key_target
 from trans_bot.money import format_money
 from usage.admin_widgets import bars, status_pill
 from usage.models import UsageCounter
-from usage.selectors import usage_level
+from usage.selectors import companies_at_usage_level, usage_level
 
 
 class AuditedInlinesMixin(AuditedAdminMixin):
@@ -99,25 +97,7 @@ class UsageLevelFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         if self.value() not in ("warning", "exceeded"):
             return queryset
-        now = timezone.now()
-        counters = UsageCounter.objects.filter(
-            company=OuterRef("pk"), period_start__lte=now, period_end__gt=now
-        ).alias(used100=F("used") * 100)
-        if self.value() == "exceeded":
-            counters = counters.filter(
-                feature__limits__tier=OuterRef("tier"),
-                feature__limits__included__isnull=False,
-                used__gt=F("feature__limits__included"),
-            )
-        else:
-            counters = counters.filter(
-                feature__limits__tier=OuterRef("tier"),
-                feature__limits__included__isnull=False,
-                used__lte=F("feature__limits__included"),
-                used100__gte=F("feature__limits__included") * settings.USAGE_WARNING_PERCENT,
-                used__gt=0,
-            )
-        return queryset.filter(Exists(counters))
+        return companies_at_usage_level(queryset, level=self.value())
 
 
 class MembershipInline(admin.TabularInline):

@@ -16,6 +16,7 @@ from billing.models import (
     BillingEvent,
     BillingEventKind,
     BillingEventStatus,
+    Company,
     StripeWebhookEvent,
     WebhookEventStatus,
 )
@@ -23,6 +24,7 @@ from ops.models import Notification, NotificationStatus, OpsTask, TaskStatus
 from regions.models import Region
 from regions.selectors import policy_get, region_uptime, service_availability
 from usage.models import CrossingLevel, MonitorRun, ThresholdCrossing
+from usage.selectors import companies_at_usage_level
 
 OPEN_STATUSES = [TaskStatus.OPEN, TaskStatus.ACKNOWLEDGED]
 SEVERITY_ORDER = ["critical", "high", "medium", "low"]
@@ -37,6 +39,8 @@ class Overview:
     tasks_open_total: int
     tasks_urgent: list[OpsTask]
     monitor_last: MonitorRun | None
+    companies_warning_now: int
+    companies_exceeded_now: int
     crossings_this_month: dict[str, int]
     billed_this_month: list[dict[str, Any]]
     billing_failed: int
@@ -90,6 +94,8 @@ def dashboard_overview(*, now: datetime | None = None) -> Overview:
             .order_by("rank", F("due_at").asc(nulls_last=True), "-created_at")[:5]
         ),
         monitor_last=MonitorRun.objects.order_by("-started_at").first(),
+        companies_warning_now=companies_at_usage_level(Company.objects.all(), level="warning", now=now).count(),
+        companies_exceeded_now=companies_at_usage_level(Company.objects.all(), level="exceeded", now=now).count(),
         crossings_this_month=crossings,
         billed_this_month=billed,
         billing_failed=BillingEvent.objects.filter(status=BillingEventStatus.FAILED).count(),

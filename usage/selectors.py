@@ -13,10 +13,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
 from billing.models import Company
 from billing.selectors import company_period
+from usage.models import UsageCounter
 
 
 class Level:
@@ -231,3 +233,25 @@ def plans_list() -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def companies_at_usage_level(queryset: QuerySet, *, level: str, now: datetime | None = None) -> QuerySet:
+    """The companies of ``queryset`` with some feature at ``level`` ("warning" or
+    "exceeded") in their current period, by the same rules as ``usage_level``."""
+    now = now or timezone.now()
+    counters = UsageCounter.objects.filter(
+        company=OuterRef("pk"),
+        period_start__lte=now,
+        period_end__gt=now,
+        feature__limits__tier=OuterRef("tier"),
+        feature__limits__included__isnull=False,
+    ).alias(used100=F("used") * 100)
+    if level == "exceeded":
+        counters = counters.filter(used__gt=F("feature__limits__included"))
+    else:
+        counters = counters.filter(
+            used__lte=F("feature__limits__included"),
+            used100__gte=F("feature__limits__included") * settings.USAGE_WARNING_PERCENT,
+            used__gt=0,
+        )
+    return queryset.filter(Exists(counters))

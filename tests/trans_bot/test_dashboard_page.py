@@ -8,10 +8,12 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import sync_playwright
 
-from billing.models import BillingEvent, Company
+from billing.catalogue import install_default_catalogue
+from billing.models import BillingEvent, Company, Feature, Tier, TierLimit
+from billing.selectors import company_period
 from ops.services import ops_task_open
 from regions.models import Region
-from usage.models import MonitorRun
+from usage.models import MonitorRun, UsageCounter
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = os.environ.get("SCREENSHOT_DIR")
@@ -28,7 +30,14 @@ def busy_back_office(db):
         name="US standby", slug="secondary", base_url="http://127.0.0.1:10", order=1,
         status="healthy", last_latency_ms=88.0, last_checked_at=now,
     )
-    acme = Company.objects.create(name="Acme Freight", slug="acme")
+    install_default_catalogue(Tier=Tier, Feature=Feature, TierLimit=TierLimit)
+    acme = Company.objects.create(name="Acme Freight", slug="acme", tier=Tier.objects.get(code="starter"))
+    start, end = company_period(acme, now)
+    for code, used in [("quotes", 1300), ("bulk_jobs", 9)]:  # over 1,000; 90 % of 10
+        UsageCounter.objects.create(
+            company=acme, feature=Feature.objects.get(code=code), period_start=start, period_end=end,
+            used=used, updated_at=now,
+        )
     ops_task_open(kind="usage.breach", title="Acme Freight is over its quotes limit", severity="high", company=acme)
     ops_task_open(kind="region.failover", title="Failover to US standby: check EU", severity="critical")
     MonitorRun.objects.create(
@@ -63,6 +72,8 @@ def test_ops_see_the_state_of_the_service_at_a_glance(live_server, ops_user, bus
         assert "Open ops tasks: 2" in tasks
         assert tasks.index("Failover to US standby") < tasks.index("Acme Freight is over")  # critical first
         usage = page.inner_text("#dash-usage")
+        # Acme is over its quotes and at 90 % of its bulk jobs: it counts in both, as in the company filter.
+        assert "1 company over a limit" in usage and "1 at warning level" in usage
         assert "120 companies, 7 warnings, 2 breaches, 3 new tasks" in usage
         assert "12.50 USD" in page.inner_text("#dash-billing")
 
