@@ -52,7 +52,7 @@ class CompanyStripeAdmin(AuditedModelAdmin):
     list_filter = ("subscription_status",)
     autocomplete_fields = ()
     raw_id_fields = ("company",)
-    readonly_fields = ("subscription_state_key", "status_key", "updated_at")
+    readonly_fields = ("subscription_state_key", "invoice_outcome", "invoice_key", "updated_at")
     fieldsets = (
         (None, {"fields": ("company",)}),
         (
@@ -61,7 +61,11 @@ class CompanyStripeAdmin(AuditedModelAdmin):
         ),
         (
             "State (follows Stripe's webhooks)",
-            {"fields": ("subscription_status", "subscription_state_key", "status_key", "updated_at")},
+            {
+                "fields": (
+                    "subscription_status", "subscription_state_key", "invoice_outcome", "invoice_key", "updated_at",
+                )
+            },
         ),
     )
 

@@ -27,11 +27,12 @@ __all__ = [
 class CompanyStripe(models.Model):
     """A company's Stripe customer (created on demand) and its subscription.
 
-    ``subscription_state_key`` / ``status_key`` order the events whose state was applied:
-    Stripe's ``created`` (Unix seconds) × 10 + a rank for events of the same second
-    (created < failed < paid < updated < deleted). Stripe does not guarantee delivery
-    order, so an event with a lower key never overwrites newer state: the result is the
-    same whatever order the events arrive in.
+    Two last-writer-wins registers, each ordered by Stripe's ``created`` (Unix seconds)
+    × 10 + a rank for events of the same second (created < failed < paid < updated <
+    deleted): the subscription's state (``subscription_status``/``subscription_state_key``)
+    and the latest invoice outcome (``invoice_outcome``/``invoice_key``). The company's
+    status is a pure function of the two (``services_stripe.derived_status``), so the
+    result is the same whatever order Stripe delivers the events in.
     """
 
     company = models.OneToOneField("billing.Company", on_delete=models.CASCADE, related_name="stripe")
@@ -46,9 +47,10 @@ class CompanyStripe(models.Model):
         default=0,
         help_text="Order key (Stripe created × 10 + event rank) of the newest subscription state applied.",
     )
-    status_key = models.BigIntegerField(
-        default=0, help_text="Order key of the newest event that set the company's status."
+    invoice_outcome = models.CharField(
+        max_length=10, blank=True, help_text="'paid' or 'failed': the newest invoice event of the subscription."
     )
+    invoice_key = models.BigIntegerField(default=0, help_text="Order key of that invoice event.")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

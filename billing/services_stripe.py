@@ -772,29 +772,29 @@ def _effect(
     return billing_event
 
 
-def _set_status(
-    *,
-    company: Company,
-    mapping: CompanyStripe,
-    status: str,
-    key: int,
-    actor: Actor,
-    only_from: tuple[str, ...] | None = None,
-    force: bool = False,
-) -> str | None:
-    """Last writer wins on the order key; returns the previous status if it changed.
+def derived_status(mapping: CompanyStripe) -> str | None:
+    """The company's status from the two registers: a deleted subscription is final; an
+    invoice event newer than the subscription's state decides paid (active, or still
+    trialing) or failed (past due); otherwise the subscription's own status does. None
+    when Stripe has told us nothing that maps to a status."""
+    if mapping.subscription_status == "canceled":
+        return CompanyStatus.CANCELED
+    from_subscription = SUBSCRIPTION_STATUS_TO_COMPANY.get(mapping.subscription_status)
+    if mapping.invoice_outcome and mapping.invoice_key > mapping.subscription_state_key:
+        if mapping.invoice_outcome == "failed":
+            return CompanyStatus.PAST_DUE
+        return CompanyStatus.TRIALING if from_subscription == CompanyStatus.TRIALING else CompanyStatus.ACTIVE
+    return from_subscription
 
-    ``only_from`` limits the move to companies currently in one of those statuses (an
-    invoice event never overrides canceled or trialing); the key still advances, so an
-    older event cannot apply later. ``force`` (a deleted subscription) applies whatever
-    the key: cancellation is final for that subscription, in any delivery order."""
-    if key <= mapping.status_key and not force:
+
+def _apply_status(*, company: Company, mapping: CompanyStripe, actor: Actor) -> str | None:
+    """Set the company's status to what the registers say; returns the previous status
+    if it changed (audited), else None."""
+    status = derived_status(mapping)
+    if status is None:
         return None
-    if key > mapping.status_key:
-        mapping.status_key = key
-        CompanyStripe.objects.filter(pk=mapping.pk).update(status_key=key)
     before = Company.objects.filter(pk=company.pk).values_list("status", flat=True).get()
-    if before == status or (only_from is not None and before not in only_from):
+    if before == status:
         return None
     Company.objects.filter(pk=company.pk).update(status=status)
     company.status = status
@@ -806,6 +806,15 @@ def _set_status(
         details={"from": before, "to": status},
     )
     return before
+
+
+def _record_invoice(*, mapping: CompanyStripe, outcome: str, key: int) -> bool:
+    """Advance the invoice register if this event is the newest invoice event."""
+    if key <= mapping.invoice_key:
+        return False
+    mapping.invoice_outcome, mapping.invoice_key = outcome, key
+    CompanyStripe.objects.filter(pk=mapping.pk).update(invoice_outcome=outcome, invoice_key=key)
+    return True
 
 
 def _fallback_tier() -> Tier | None:
@@ -880,13 +889,9 @@ def subscription_apply(
             to_tier=tier,
         )
         effects.append(f"tier {current_tier.code} → {tier.code}")
-    status = (
-        CompanyStatus.CANCELED if deleted else SUBSCRIPTION_STATUS_TO_COMPANY.get(sub.get("status") or "")
-    )
-    if status is not None and key is not None:
-        before = _set_status(
-            company=company, mapping=mapping, status=status, key=key, actor=actor, force=deleted
-        )
+    if key is not None:
+        before = _apply_status(company=company, mapping=mapping, actor=actor)
+        status = company.status
         if before is not None:
             _effect(
                 kind=BillingEventKind.SUBSCRIPTION,
@@ -1036,16 +1041,11 @@ def _on_invoice_paid(event: StripeWebhookEvent, obj: dict[str, Any], prepared: _
         return "no company for this invoice"
     mapping = _locked_mapping(company)
     before = None
-    if _for_current_subscription(mapping, obj):
-        # Paid only ends "past due": it never revives a canceled company nor ends a trial.
-        before = _set_status(
-            company=company,
-            mapping=mapping,
-            status=CompanyStatus.ACTIVE,
-            key=_order_key(event),
-            actor=STRIPE,
-            only_from=(CompanyStatus.PAST_DUE,),
-        )
+    # Paid never revives a canceled company nor ends a trial (see derived_status).
+    if _for_current_subscription(mapping, obj) and _record_invoice(
+        mapping=mapping, outcome="paid", key=_order_key(event)
+    ):
+        before = _apply_status(company=company, mapping=mapping, actor=STRIPE)
     _effect(
         kind=BillingEventKind.INVOICE_PAID,
         company=company,
@@ -1066,15 +1066,11 @@ def _on_payment_failed(event: StripeWebhookEvent, obj: dict[str, Any], prepared:
     invoice_id = str(obj.get("id") or event.stripe_id)
     mapping = _locked_mapping(company)
     before = None
-    if _for_current_subscription(mapping, obj):
-        before = _set_status(
-            company=company,
-            mapping=mapping,
-            status=CompanyStatus.PAST_DUE,
-            key=_order_key(event),
-            actor=STRIPE,
-            only_from=(CompanyStatus.ACTIVE, CompanyStatus.TRIALING),
-        )
+    newest = _for_current_subscription(mapping, obj) and _record_invoice(
+        mapping=mapping, outcome="failed", key=_order_key(event)
+    )
+    if newest:
+        before = _apply_status(company=company, mapping=mapping, actor=STRIPE)
     amount = int(obj.get("amount_due") or 0)
     currency = str(obj.get("currency") or "usd")
     billing_event = _effect(
@@ -1087,15 +1083,14 @@ def _on_payment_failed(event: StripeWebhookEvent, obj: dict[str, Any], prepared:
         amount=amount,
         currency=currency.upper()[:3],
     )
-    # A late failure (Stripe's newer invoice.paid of the same invoice was applied first)
-    # tells nobody anything: no "now past due" task, no e-mail; the BillingEvent above keeps
-    # the fact. "Newer" by Stripe's created, not by arrival, so the outcome does not depend
-    # on delivery order for failures that really came after a payment.
+    # A late failure of an invoice that Stripe has since seen paid tells nobody anything:
+    # no task, no e-mail; the BillingEvent above keeps the fact. "Since" by Stripe's
+    # created, not by arrival. (A late failure of another invoice is still worth a look.)
     paid_by = BillingEvent.objects.filter(
         kind=BillingEventKind.INVOICE_PAID, company=company, stripe_object_id=invoice_id
     ).values("stripe_event_id")
     paid_since = StripeWebhookEvent.objects.filter(stripe_id__in=paid_by, created__gt=event.created).exists()
-    if before is None and paid_since:
+    if paid_since and not newest:
         return "payment failed after the invoice was paid: recorded only"
     next_attempt = obj.get("next_payment_attempt")
     when = (

@@ -29,8 +29,9 @@ def _subscribed(fake, company: Company, tier: str, *, status: str = CompanyStatu
         [TIER_PRICES[tier], METERED_PRICES[(tier, "quotes")]],
         metadata={"company_id": str(company.pk)},
     )
+    # Our copy as earlier events left it: the subscription's status matches the company's.
     CompanyStripe.objects.filter(company=company).update(
-        subscription_id=sub["id"], subscription_item_id=sub["items"]["data"][0]["id"], subscription_status="active"
+        subscription_id=sub["id"], subscription_item_id=sub["items"]["data"][0]["id"], subscription_status=status
     )
     Company.objects.filter(pk=company.pk).update(status=status)
     return sub
