@@ -201,7 +201,11 @@ class StripeClient:
         client_reference_id: str,
         idempotency_key: str,
         metered_price_ids: Sequence[str] = (),
+        billing_cycle_anchor: int | None = None,
     ) -> dict[str, Any]:
+        subscription_data: dict[str, Any] = {"metadata": metadata}
+        if billing_cycle_anchor is not None:
+            subscription_data["billing_cycle_anchor"] = billing_cycle_anchor
         params = {
             "mode": "subscription",
             "customer": customer_id,
@@ -212,7 +216,7 @@ class StripeClient:
             "cancel_url": cancel_url,
             "client_reference_id": client_reference_id,
             "metadata": metadata,
-            "subscription_data": {"metadata": metadata},
+            "subscription_data": subscription_data,
         }
         return self._post(self._client.v1.checkout.sessions.create, params, idempotency_key)
 

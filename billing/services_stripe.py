@@ -1485,6 +1485,9 @@ def _start_checkout(
         },
         client_reference_id=str(company.pk),
         idempotency_key=f"tb-checkout-{request.pk}",
+        # Stripe's invoices then close when our usage periods do (the next anchor day):
+        # the first, partial period is prorated, and overage is never split across invoices.
+        billing_cycle_anchor=int(company_period(company)[1].timestamp()),
     )
     BillingEvent.objects.filter(pk=request.pk).update(
         stripe_object_id=session["id"], details={**request.details, "checkout_url": session.get("url")}

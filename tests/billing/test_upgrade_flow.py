@@ -19,6 +19,7 @@ from billing.models import (
     CompanyStripe,
     StripeWebhookEvent,
 )
+from billing.selectors import company_period
 from billing.services_stripe import webhook_event_process
 from ops.models import OpsTask
 from tests.billing.stripe_fixtures import (
@@ -73,6 +74,11 @@ def test_starter_to_pro_end_to_end(client, fake_stripe, stripe_company, set_usag
         {"price": METERED_PRICES[("pro", "quotes")]},
         {"price": METERED_PRICES[("pro", "bulk_jobs")]},
     ]
+    # Stripe's billing cycle is anchored on our next period start, so its invoices close
+    # when our usage periods do.
+    (created,) = [r for r in fake_stripe.requests if r.path == "/v1/checkout/sessions"]
+    period_end = company_period(acme)[1]
+    assert int(created.params["subscription_data"]["billing_cycle_anchor"]) == int(period_end.timestamp())
     acme.refresh_from_db()
     assert acme.tier.code == "starter"  # nothing changes before Stripe says it is paid
 
