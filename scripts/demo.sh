@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 PORT=${PORT:-8000}
+# Links in alerts and the printed curl examples point at this server.
+export SITE_URL=${SITE_URL:-http://127.0.0.1:${PORT}}
 mkdir -p var
 
 $PY manage.py migrate --noinput
