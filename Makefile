@@ -10,8 +10,9 @@ PIP := $(VENV)/bin/pip
 
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/transbot
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+TEST_VAR_DIR ?= $(CURDIR)/var/test
 TEST_ENV = DATABASE_URL=$(TEST_DATABASE_URL) CACHE_URL=$(TEST_REDIS_URL) \
-	CELERY_BROKER_URL=$(TEST_REDIS_URL) VAR_DIR=$(CURDIR)/var/test
+	CELERY_BROKER_URL=$(TEST_REDIS_URL) VAR_DIR=$(TEST_VAR_DIR)
 
 .PHONY: demo test bench lint install install-dev migrate clean
 

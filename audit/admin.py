@@ -14,7 +14,7 @@ from waffle import models as waffle_models
 
 from audit.admin_mixins import AuditedAdminMixin
 from audit.models import AuditLog
-from trans_bot.admin_utils import ReadOnlyAdmin
+from core.admin_helpers import ReadOnlyAdmin
 
 
 @admin.register(AuditLog)

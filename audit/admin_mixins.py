@@ -39,17 +39,15 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, A
     return changed
 
 
-def _company_of(obj: models.Model) -> models.Model | None:
-    from billing.models import Company
-
-    if isinstance(obj, Company):
-        return obj
-    company = getattr(obj, "company", None)
-    return company if isinstance(company, Company) else None
-
-
 class AuditedAdminMixin:
     audit_exclude: set[str] = {"last_login"}
+
+    def audit_company(self, obj: models.Model) -> models.Model | None:
+        """The tenant a record belongs to, for the trail's company columns. The audit app
+        knows no app: by default, the object's ``company`` if it has one; a tenant's own
+        admin returns the object itself."""
+        company = getattr(obj, "company", None)
+        return company if isinstance(company, models.Model) else None
 
     def _action_name(self, verb: str) -> str:
         return f"admin.{self.model._meta.label_lower}.{verb}"
@@ -74,7 +72,7 @@ class AuditedAdminMixin:
             action=self._action_name("change" if change else "add"),
             actor=Actor.of_user(request.user),
             target=obj,
-            company=_company_of(obj),
+            company=self.audit_company(obj),
             details={"changes": changes},
         )
 
@@ -92,10 +90,49 @@ class AuditedAdminMixin:
             action=self._action_name("delete"),
             actor=Actor.of_user(request.user),
             target=obj,
-            company=_company_of(obj),
+            company=self.audit_company(obj),
             details={"before": snapshot(obj, exclude=self.audit_exclude)},
         )
 
 
 class AuditedModelAdmin(AuditedAdminMixin, admin.ModelAdmin):
     pass
+
+
+class AuditedInlinesMixin(AuditedAdminMixin):
+    """Also audit rows added, changed or deleted through inlines."""
+
+    def save_formset(self, request, form, formset, change):
+        model = formset.model
+        pks = [f.instance.pk for f in formset.forms if f.instance.pk is not None]
+        before = {obj.pk: snapshot(obj) for obj in model._default_manager.filter(pk__in=pks)}
+        super().save_formset(request, form, formset, change)
+        actor = Actor.of_user(request.user)
+        company = self.audit_company(form.instance)
+        name = model._meta.label_lower
+        for obj in formset.new_objects:
+            audit_record(
+                action=f"admin.{name}.add",
+                actor=actor,
+                target=obj,
+                company=company,
+                details={"changes": diff({}, snapshot(obj))},
+            )
+        for obj, _fields in formset.changed_objects:
+            changes = diff(before.get(obj.pk, {}), snapshot(obj))
+            if changes:
+                audit_record(
+                    action=f"admin.{name}.change",
+                    actor=actor,
+                    target=obj,
+                    company=company,
+                    details={"changes": changes},
+                )
+        for obj in formset.deleted_objects:
+            audit_record(
+                action=f"admin.{name}.delete",
+                actor=actor,
+                target=obj,
+                company=company,
+                details={"before": before.get(obj.pk, {})},
+            )

@@ -15,7 +15,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from audit.models import ActorType, AuditLog, ChainHead
-from trans_bot import context
+from core import context
 
 GENESIS_HASH = "0" * 64
 

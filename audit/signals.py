@@ -11,7 +11,7 @@ from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 
 from audit.services import Actor, Target, audit_record
-from trans_bot import context
+from core import context
 
 
 @receiver(user_logged_in, dispatch_uid="audit_login")

@@ -120,7 +120,8 @@ def bench_ingestion(base: str, secret: str, company_id: int) -> None:
 
 
 def _make_companies(n: int, start_no: int) -> list[int]:
-    from billing.models import Company, Tier
+    from accounts.models import Company
+    from billing.plans.models import Tier
 
     tiers = list(Tier.objects.order_by("order"))
     objs = [
@@ -216,8 +217,8 @@ def main() -> None:
         from django.db import connection
         from django.test.utils import CaptureQueriesContext
 
-        from billing.models import Company, CompanyAPIKey
-        from billing.selectors import company_period
+        from accounts.models import Company, CompanyAPIKey
+        from accounts.selectors import company_period
         from usage.selectors import usage_summary
 
         print(f"database: {connection.vendor} {db_name}")

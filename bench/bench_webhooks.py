@@ -81,7 +81,7 @@ def main() -> None:
     with bench_database() as db_name:
         from django.db import connection
 
-        from billing.models import StripeWebhookEvent, WebhookRejection
+        from billing.stripe.models import StripeWebhookEvent, WebhookRejection
         from tests.fakes.stripe_server import signed_webhook
         from trans_bot.celery import app
 

@@ -5,4 +5,6 @@ class BillingConfig(AppConfig):
     name = "billing"
 
     def ready(self) -> None:
-        from billing import checks_plans  # noqa: F401  (registers the tier-limits check)
+        # System checks register on import; both halves register theirs here, and only here.
+        from billing.plans import checks as plans_checks  # noqa: F401
+        from billing.stripe import checks as stripe_checks  # noqa: F401

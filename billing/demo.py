@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from billing.catalogue import install_default_catalogue
-from billing.models import Company, Feature, Membership, Tier, TierLimit
+from accounts.models import Company, Membership
+from billing.plans.catalogue import install_default_catalogue
+from billing.plans.models import Feature, Tier, TierLimit
 
 # slug, name, tier, owner username
 DEMO_COMPANIES = [

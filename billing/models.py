@@ -1,167 +1,32 @@
-"""Plans (tiers, features, per-tier limits), the companies on them, who belongs to a
-company, and the keys a company's product backend uses to report usage.
+"""The billing app's models, from its two halves: the plan catalogue (low: anything may
+read it) and our side of Stripe (high: nothing below billing.stripe imports it)."""
 
-Money is always an integer amount in minor units (cents) with an ISO currency code; no
-floats anywhere near a price. Features are rows, not code: adding one is a new row plus a
-limit per tier.
-"""
+from billing.plans.models import Feature, Tier, TierLimit
+from billing.stripe.models import (
+    BillingEvent,
+    BillingEventKind,
+    BillingEventStatus,
+    CompanyStripe,
+    FeatureMeter,
+    StripeWebhookEvent,
+    TierFeaturePrice,
+    TierPrice,
+    WebhookEventStatus,
+    WebhookRejection,
+)
 
-from __future__ import annotations
-
-from django.conf import settings
-from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
-from rest_framework_api_key.models import AbstractAPIKey
-
-
-class Tier(models.Model):
-    """A plan a company subscribes to (Starter, Pro, Enterprise)."""
-
-    code = models.SlugField(max_length=50, unique=True, help_text="Stable identifier used by the API.")
-    name = models.CharField(max_length=100)
-    monthly_price = models.PositiveBigIntegerField(
-        help_text="Price per monthly period in minor units (cents)."
-    )
-    currency = models.CharField(max_length=3, default="USD", help_text="ISO 4217 code, e.g. USD.")
-    order = models.PositiveSmallIntegerField(default=0, help_text="Position in plan comparisons.")
-    is_public = models.BooleanField(default=True, help_text="Offered in the plan comparison.")
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["order", "monthly_price", "id"]
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class Feature(models.Model):
-    """Something metered (quotes, bulk jobs, directory invites)."""
-
-    code = models.SlugField(max_length=50, unique=True, help_text="Name used in usage events.")
-    name = models.CharField(max_length=100)
-    unit = models.CharField(max_length=50, default="unit", help_text="Singular unit, e.g. 'quote'.")
-    order = models.PositiveSmallIntegerField(default=0)
-
-    class Meta:
-        ordering = ["order", "code"]
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class TierLimit(models.Model):
-    """How much of a feature a tier includes per period, and what each unit beyond costs."""
-
-    tier = models.ForeignKey(Tier, on_delete=models.CASCADE, related_name="limits")
-    feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="limits")
-    included = models.PositiveBigIntegerField(
-        null=True, blank=True, help_text="Units included per period; empty means unlimited."
-    )
-    overage_unit_price = models.PositiveBigIntegerField(
-        default=0, help_text="Price per unit beyond the included quantity, in minor units."
-    )
-
-    class Meta:
-        ordering = ["tier__order", "feature__order"]
-        constraints = [
-            models.UniqueConstraint(fields=["tier", "feature"], name="tierlimit_unique_tier_feature"),
-        ]
-
-    def __str__(self) -> str:
-        included = "unlimited" if self.included is None else str(self.included)
-        return f"{self.tier} · {self.feature}: {included}"
-
-
-def default_tier_id() -> int:
-    """Companies created without a tier start on the cheapest one. A database without a
-    catalogue (a fresh test database after a flush) gets the default catalogue first."""
-    tier_id = Tier.objects.order_by("order", "monthly_price", "id").values_list("pk", flat=True).first()
-    if tier_id is None:
-        from billing.catalogue import install_default_catalogue
-
-        install_default_catalogue(Tier=Tier, Feature=Feature, TierLimit=TierLimit)
-        tier_id = Tier.objects.order_by("order", "monthly_price", "id").values_list("pk", flat=True).first()
-    return tier_id
-
-
-class CompanyStatus(models.TextChoices):
-    TRIALING = "trialing", "Trialing"
-    ACTIVE = "active", "Active"
-    PAST_DUE = "past_due", "Past due"
-    CANCELED = "canceled", "Canceled"
-
-
-class Company(models.Model):
-    """A tenant: a customer company of Trans Bot. Its users and keys see only its data."""
-
-    name = models.CharField(max_length=200)
-    slug = models.SlugField(max_length=100, unique=True)
-    tier = models.ForeignKey(
-        Tier, on_delete=models.PROTECT, related_name="companies", default=default_tier_id
-    )
-    status = models.CharField(max_length=20, choices=CompanyStatus.choices, default=CompanyStatus.ACTIVE)
-    billing_anchor_day = models.PositiveSmallIntegerField(
-        default=1,
-        validators=[MinValueValidator(1), MaxValueValidator(31)],
-        help_text=(
-            "Day of the month each monthly period starts (00:00 UTC). In shorter months a "
-            "period starts on the month's last day instead."
-        ),
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    users = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, through="Membership", related_name="companies", blank=True
-    )
-
-    class Meta:
-        ordering = ["name"]
-        verbose_name_plural = "companies"
-        constraints = [
-            models.CheckConstraint(
-                condition=models.Q(billing_anchor_day__gte=1, billing_anchor_day__lte=31),
-                name="company_anchor_day_1_31",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class MembershipRole(models.TextChoices):
-    OWNER = "owner", "Owner"
-    ADMIN = "admin", "Admin"
-    MEMBER = "member", "Member"
-
-
-class Membership(models.Model):
-    """A user's place in a company. Owners get usage alerts; owners and admins may upgrade."""
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
-    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="memberships")
-    role = models.CharField(max_length=20, choices=MembershipRole.choices, default=MembershipRole.MEMBER)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["company", "user"]
-        constraints = [
-            models.UniqueConstraint(fields=["user", "company"], name="membership_unique_user_company"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.user} @ {self.company} ({self.role})"
-
-
-class CompanyAPIKey(AbstractAPIKey):
-    """A key the company's product backend sends usage with. Stored hashed (sha512 of a
-    high-entropy key), shown once at creation, revocable (for good)."""
-
-    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="api_keys")
-    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
-
-    class Meta(AbstractAPIKey.Meta):
-        verbose_name = "company API key"
-        verbose_name_plural = "company API keys"
-
-
-from billing.models_stripe import *  # noqa: E402,F401,F403
+__all__ = [
+    "BillingEvent",
+    "BillingEventKind",
+    "BillingEventStatus",
+    "CompanyStripe",
+    "Feature",
+    "FeatureMeter",
+    "StripeWebhookEvent",
+    "Tier",
+    "TierFeaturePrice",
+    "TierLimit",
+    "TierPrice",
+    "WebhookEventStatus",
+    "WebhookRejection",
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from billing import services_stripe
+from billing.stripe import overage, webhook_processing
 
 WEBHOOK_MAX_RETRIES = 8
 
@@ -12,21 +12,21 @@ WEBHOOK_MAX_RETRIES = 8
 @shared_task(name="billing.tasks.report_overage")
 def report_overage(trigger: str = "beat") -> dict:
     """Beat: 02:30 UTC after the usage monitor, and 00:15 UTC when periods close."""
-    return services_stripe.overage_report_run(trigger=trigger).as_dict()
+    return overage.overage_report_run(trigger=trigger).as_dict()
 
 
 @shared_task(name="billing.tasks.send_billing_event")
 def send_billing_event(billing_event_id: int) -> str:
     """Queued on commit after a report is planned, and again with ``countdown=`` the
     backoff after each retryable failure (the service queues it)."""
-    return services_stripe.billing_event_send(billing_event_id=billing_event_id)
+    return overage.billing_event_send(billing_event_id=billing_event_id)
 
 
 @shared_task(name="billing.tasks.sweep_billing_events")
 def sweep_billing_events() -> int:
     """Beat, every minute: queue overage reports that are due or stuck in "sending", and
     stop those 24 h past their first attempt."""
-    return services_stripe.overage_sweep()
+    return overage.overage_sweep()
 
 
 @shared_task(bind=True, name="billing.tasks.process_stripe_event", max_retries=WEBHOOK_MAX_RETRIES)
@@ -34,10 +34,10 @@ def process_stripe_event(self, webhook_event_id: int) -> str:
     """Retried with exponential backoff (10 s, 20 s, ... about 40 min in all); then an
     ops task says the event needs a look."""
     try:
-        return services_stripe.webhook_event_process(webhook_event_id=webhook_event_id)
-    except services_stripe.WebhookProcessingError as exc:
+        return webhook_processing.webhook_event_process(webhook_event_id=webhook_event_id)
+    except webhook_processing.WebhookProcessingError as exc:
         if self.request.retries >= WEBHOOK_MAX_RETRIES:
-            services_stripe.webhook_event_give_up(webhook_event_id=webhook_event_id)
+            webhook_processing.webhook_event_give_up(webhook_event_id=webhook_event_id)
             return "gave up"
         raise self.retry(exc=exc, countdown=10 * 2**self.request.retries)
 
@@ -45,4 +45,4 @@ def process_stripe_event(self, webhook_event_id: int) -> str:
 @shared_task(name="billing.tasks.sweep_stripe_events")
 def sweep_stripe_events() -> int:
     """Beat, every 5 minutes: events stored but never queued (broker down) get processed."""
-    return services_stripe.webhook_events_sweep()
+    return webhook_processing.webhook_events_sweep()

@@ -1,7 +1,7 @@
 from django.urls import path
 
-from billing.api_billing import PortalView, UpgradeView
-from billing.webhooks import stripe_webhook
+from billing.stripe.api import PortalView, UpgradeView
+from billing.stripe.views import stripe_webhook
 
 urlpatterns: list = [
     path("billing/upgrade/", UpgradeView.as_view(), name="billing-upgrade"),

@@ -13,9 +13,9 @@ from django.utils.text import Truncator
 
 from audit.admin_mixins import AuditedModelAdmin
 from audit.services import Actor
+from core.admin_helpers import ReadOnlyAdmin
 from ops import selectors, services
 from ops.models import Notification, NotificationStatus, OpsTask, TaskStatus
-from trans_bot.admin_utils import ReadOnlyAdmin
 
 STATUS_COLOURS = {
     NotificationStatus.PENDING: "#b26a00",

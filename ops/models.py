@@ -45,7 +45,7 @@ class Notification(models.Model):
     link = models.CharField(max_length=500, blank=True)
     fields = models.JSONField(default=dict, blank=True)
     company = models.ForeignKey(
-        "billing.Company", null=True, blank=True, on_delete=models.SET_NULL, related_name="notifications"
+        "accounts.Company", null=True, blank=True, on_delete=models.SET_NULL, related_name="notifications"
     )
     # Unique: the same key is accepted once, ever; callers put the period in the key.
     dedup_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
@@ -122,7 +122,7 @@ class OpsTask(models.Model):
     severity = models.CharField(max_length=10, choices=TaskSeverity.choices, default=TaskSeverity.MEDIUM)
     status = models.CharField(max_length=15, choices=TaskStatus.choices, default=TaskStatus.OPEN)
     company = models.ForeignKey(
-        "billing.Company", null=True, blank=True, on_delete=models.SET_NULL, related_name="ops_tasks"
+        "accounts.Company", null=True, blank=True, on_delete=models.SET_NULL, related_name="ops_tasks"
     )
     target_content_type = models.ForeignKey(
         ContentType, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

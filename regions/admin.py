@@ -18,9 +18,9 @@ from django.utils.html import format_html
 
 from audit.admin_mixins import AuditedAdminMixin
 from audit.services import Actor
+from core.admin_helpers import ReadOnlyAdmin
 from regions import routing, services
 from regions.models import FailoverEvent, FailoverPolicy, GameDay, Probe, Region, RegionStatus
-from trans_bot.admin_utils import ReadOnlyAdmin
 
 COLOURS = {
     RegionStatus.HEALTHY: "#1a7f37",

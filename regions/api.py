@@ -10,10 +10,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.services import Actor
+from core.errors import Conflict
 from regions import services
 from regions.models import FailoverEvent, Region
 from regions.selectors import policy_get, region_uptime, service_availability
-from trans_bot.errors import Conflict
 
 
 class CanFailOver(permissions.BasePermission):

@@ -12,8 +12,8 @@ import json
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
+from core.errors import error_body
 from regions import routing
-from trans_bot.errors import error_body
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 

@@ -12,11 +12,11 @@ from django.conf import settings
 from django.db.models import Case, Count, F, Q, Sum, When
 from django.utils import timezone
 
-from billing.models import (
+from accounts.models import Company
+from billing.stripe.models import (
     BillingEvent,
     BillingEventKind,
     BillingEventStatus,
-    Company,
     StripeWebhookEvent,
     WebhookEventStatus,
 )

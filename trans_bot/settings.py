@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "waffle",
     "trans_bot",
     "audit",
+    "accounts",
     "ops",
     "billing",
     "usage",
@@ -66,7 +67,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "trans_bot.middleware.RequestContextMiddleware",
+    "core.middleware.RequestContextMiddleware",
     "regions.middleware.RegionRoutingMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -190,7 +191,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "trans_bot.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "usage_ingest": env.str("USAGE_INGEST_RATE", default="6000/min"),
     },

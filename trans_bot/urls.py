@@ -1,5 +1,6 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from trans_bot.health import HealthzView
@@ -12,6 +13,11 @@ api_v1 = [
 
 urlpatterns = [
     path("healthz", HealthzView.as_view(), name="healthz"),
+    # Companies, members and API keys moved from billing to accounts: old bookmarks still land.
+    re_path(
+        r"^admin/billing/(?P<rest>(?:company|membership|companyapikey)/.*)$",
+        RedirectView.as_view(url="/admin/accounts/%(rest)s", permanent=True, query_string=True),
+    ),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

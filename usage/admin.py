@@ -6,11 +6,16 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
-from trans_bot.admin_utils import ReadOnlyAdmin
-from usage.admin_widgets import status_pill
+from accounts.admin import CompanyAdmin
+from accounts.models import Company
+from billing.plans.models import Feature, TierLimit
+from core.admin_helpers import ReadOnlyAdmin, status_pill
+from usage.admin_widgets import bars
 from usage.models import MonitorRun, ThresholdCrossing, UsageCounter, UsageEvent
+from usage.selectors import companies_at_usage_level, usage_level
 from usage.services import usage_monitor_run
 
 
@@ -137,3 +142,87 @@ def _safe(html: str):
     from django.utils.safestring import mark_safe
 
     return mark_safe(html)  # noqa: S308 - every cell was escaped by format_html above
+
+
+class UsageLevelFilter(admin.SimpleListFilter):
+    """Companies with a feature at warning level, or over its limit, this period."""
+
+    title = "usage"
+    parameter_name = "usage"
+
+    def lookups(self, request, model_admin):
+        return [("warning", "At warning level"), ("exceeded", "Over a limit")]
+
+    def queryset(self, request, queryset):
+        if self.value() not in ("warning", "exceeded"):
+            return queryset
+        return companies_at_usage_level(queryset, level=self.value())
+
+
+def _attach_usage(companies: list[Company]) -> None:
+    if not companies:
+        return
+    now = timezone.now()
+    used = {
+        (c.company_id, c.feature_id): c.used
+        for c in UsageCounter.objects.filter(
+            company__in=companies, period_start__lte=now, period_end__gt=now
+        ).only("company_id", "feature_id", "used")
+    }
+    limits = {
+        (lim.tier_id, lim.feature_id): lim.included
+        for lim in TierLimit.objects.filter(tier__in={c.tier_id for c in companies})
+    }
+    features = list(Feature.objects.all())
+    for company in companies:
+        items = []
+        for feature in features:
+            count = used.get((company.pk, feature.pk), 0)
+            included = limits.get((company.tier_id, feature.pk))
+            items.append(
+                {
+                    "name": feature.name,
+                    "used": count,
+                    "included": included,
+                    "level": usage_level(count, included),
+                }
+            )
+        company._usage = items
+
+
+admin.site.unregister(Company)
+
+
+@admin.register(Company)
+class CompanyUsageAdmin(CompanyAdmin):
+    """Companies with this period's usage beside each: bars in the list and on the page,
+    and a filter for who is at warning level or over a limit."""
+
+    list_display = ["name", "tier", "coloured_status", "usage", "billing_anchor_day", "created_at"]
+    list_filter = ["tier", "status", UsageLevelFilter]
+    fieldsets = [
+        (None, {"fields": ["name", "slug"]}),
+        ("Plan", {"fields": ["tier", "status", "billing_anchor_day", "usage"]}),
+    ]
+    readonly_fields = ["status", "usage"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Usage is counted per period, and the anchor day defines the periods: moving it
+        # under a company with usage would start a fresh, empty period mid-month.
+        if obj is not None and UsageCounter.objects.filter(company=obj).exists():
+            return [*self.readonly_fields, "billing_anchor_day"]
+        return self.readonly_fields
+
+    def get_changelist_instance(self, request):
+        """Load this page's usage in two queries, not two per company."""
+        changelist = super().get_changelist_instance(request)
+        _attach_usage(list(changelist.result_list))
+        return changelist
+
+    @admin.display(description="usage this period")
+    def usage(self, company):
+        if company.pk is None:
+            return "—"
+        if not hasattr(company, "_usage"):
+            _attach_usage([company])
+        return bars(company._usage)

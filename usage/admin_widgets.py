@@ -38,10 +38,3 @@ def bars(items: list[dict]):
         ((progress_bar(label=i["name"], used=i["used"], included=i["included"], level=i["level"]),) for i in items),
     )
 
-
-def status_pill(text: str, colour: str):
-    return format_html(
-        '<span style="background:{};color:#fff;padding:1px 7px;border-radius:8px;font-size:11px">{}</span>',
-        colour,
-        text,
-    )

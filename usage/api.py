@@ -12,8 +12,9 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.auth import CompanyAPIKeyAuthentication, HasCompanyAPIKey, IsCompanyUserOrAPIKey
-from billing.models import Company, CompanyAPIKey, Feature
+from accounts.auth import CompanyAPIKeyAuthentication, HasCompanyAPIKey, IsCompanyUserOrAPIKey
+from accounts.models import Company, CompanyAPIKey
+from billing.plans.models import Feature
 from usage.parsers import LimitedJSONParser
 from usage.selectors import plans_list, usage_summary
 from usage.services import usage_record_events

@@ -6,8 +6,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.utils import timezone
 
-from billing.models import Company, CompanyAPIKey, Feature
-from billing.selectors import company_period
+from accounts.models import Company, CompanyAPIKey
+from accounts.selectors import company_period
+from billing.plans.models import Feature
 from usage.services import usage_record_events
 from usage.validation import EventIn, fingerprint
 

@@ -14,7 +14,7 @@ class UsageEvent(models.Model):
     deleted by the application; (company, idempotency_key) makes a retry harmless, and the
     fingerprint tells a retry (same content) from a reused key (different content)."""
 
-    company = models.ForeignKey("billing.Company", on_delete=models.CASCADE, related_name="usage_events")
+    company = models.ForeignKey("accounts.Company", on_delete=models.CASCADE, related_name="usage_events")
     feature = models.ForeignKey("billing.Feature", on_delete=models.PROTECT, related_name="usage_events")
     quantity = models.PositiveBigIntegerField()
     idempotency_key = models.CharField(max_length=255)
@@ -25,7 +25,7 @@ class UsageEvent(models.Model):
     received_at = models.DateTimeField()
     period_start = models.DateTimeField(help_text="Start of the billing period the event counts in.")
     api_key = models.ForeignKey(
-        "billing.CompanyAPIKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "accounts.CompanyAPIKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
     class Meta:
@@ -45,7 +45,7 @@ class UsageCounter(models.Model):
     """Units used by a company of a feature in one billing period, kept up to date in the
     transaction that stores the events (``INSERT ... ON CONFLICT DO UPDATE``)."""
 
-    company = models.ForeignKey("billing.Company", on_delete=models.CASCADE, related_name="usage_counters")
+    company = models.ForeignKey("accounts.Company", on_delete=models.CASCADE, related_name="usage_counters")
     feature = models.ForeignKey("billing.Feature", on_delete=models.PROTECT, related_name="usage_counters")
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
@@ -110,7 +110,7 @@ class ThresholdCrossing(models.Model):
     the monitor act once per company, feature, period and level, however often it runs."""
 
     company = models.ForeignKey(
-        "billing.Company", on_delete=models.CASCADE, related_name="threshold_crossings"
+        "accounts.Company", on_delete=models.CASCADE, related_name="threshold_crossings"
     )
     feature = models.ForeignKey("billing.Feature", on_delete=models.PROTECT, related_name="+")
     period_start = models.DateTimeField()

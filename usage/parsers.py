@@ -10,7 +10,7 @@ from django.core.exceptions import RequestDataTooBig
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from trans_bot.errors import PayloadTooLarge
+from core.errors import PayloadTooLarge
 
 
 class LimitedJSONParser(JSONParser):

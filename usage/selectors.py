@@ -16,8 +16,8 @@ from django.db import connection
 from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
-from billing.models import Company
-from billing.selectors import company_period
+from accounts.models import Company
+from accounts.selectors import company_period
 from usage.models import UsageCounter
 
 
@@ -206,7 +206,7 @@ def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, 
 
 def plans_list() -> list[dict[str, Any]]:
     """Public tiers with their limits, in comparison order (one query)."""
-    from billing.models import Tier
+    from billing.plans.models import Tier
 
     out = []
     for tier in Tier.objects.filter(is_public=True).prefetch_related("limits__feature").order_by(

@@ -13,10 +13,11 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import Company, CompanyAPIKey, CompanyStatus
+from accounts.selectors import company_owner_emails
 from audit.services import Actor, audit_record
-from billing.models import Company, CompanyAPIKey, CompanyStatus, Feature
-from billing.selectors import company_owner_emails
-from trans_bot.errors import Conflict
+from billing.plans.models import Feature
+from core.errors import Conflict
 from usage.models import (
     CrossingLevel,
     MonitorRun,

@@ -8,7 +8,7 @@ from django.core.cache.backends.redis import RedisCache
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
-from billing.models import CompanyAPIKey
+from accounts.models import CompanyAPIKey
 
 
 class UsageIngestThrottle(SimpleRateThrottle):

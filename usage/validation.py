@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
-from billing.periods import period_bounds, previous_period_bounds
+from billing.plans.periods import period_bounds, previous_period_bounds
 
 ALLOWED_FIELDS = frozenset({"feature", "quantity", "idempotency_key", "occurred_at"})
 MAX_KEY_LENGTH = 255

@@ -6,7 +6,7 @@ from django.db import migrations
 
 
 def install(apps, schema_editor):
-    from billing.catalogue import install_default_catalogue
+    from billing.plans.catalogue import install_default_catalogue
 
     install_default_catalogue(
         Tier=apps.get_model("billing", "Tier"),

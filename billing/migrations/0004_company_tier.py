@@ -3,7 +3,7 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
-import billing.models
+import accounts.models
 
 
 class Migration(migrations.Migration):
@@ -16,6 +16,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='company',
             name='tier',
-            field=models.ForeignKey(default=billing.models.default_tier_id, on_delete=django.db.models.deletion.PROTECT, related_name='companies', to='billing.tier'),
+            field=models.ForeignKey(default=accounts.models.default_tier_id, on_delete=django.db.models.deletion.PROTECT, related_name='companies', to='billing.tier'),
         ),
     ]

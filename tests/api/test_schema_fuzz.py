@@ -37,7 +37,8 @@ def lived_in(db, ops_user, fake_stripe, stripe_catalogue):  # noqa: F811 (import
     the stand-in Stripe behind billing."""
     from django.utils import timezone
 
-    from billing.models import Company, Feature, Membership
+    from accounts.models import Company, Membership
+    from billing.plans.models import Feature
     from regions import routing
     from regions.models import Region
     from regions.selectors import policy_get

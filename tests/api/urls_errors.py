@@ -5,7 +5,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from trans_bot.errors import Conflict
+from core.errors import Conflict
 
 
 class Item(serializers.Serializer):

@@ -1,10 +1,10 @@
 import pytest
 from django.db import transaction
 
+from accounts.models import Company
 from audit.models import AppendOnlyError, AuditLog
 from audit.selectors import audit_verify_chain
 from audit.services import Actor, Target, audit_record
-from billing.models import Company
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +23,7 @@ def test_it_records_who_did_what_to_which_company():
         "billing.tier_change", "system", "usage-monitor"
     )
     assert (stored.target_type, stored.target_id, stored.target_repr) == (
-        "billing.company", str(company.pk), "Acme Freight"
+        "accounts.company", str(company.pk), "Acme Freight"
     )
     assert (stored.company_id, stored.company_name) == (company.pk, "Acme Freight")
     assert stored.details["after"] == {"tier": "pro"}

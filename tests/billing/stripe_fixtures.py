@@ -13,19 +13,11 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 
-from billing.catalogue import install_default_catalogue
-from billing.models import (
-    Company,
-    CompanyStripe,
-    Feature,
-    FeatureMeter,
-    Membership,
-    Tier,
-    TierFeaturePrice,
-    TierLimit,
-    TierPrice,
-)
-from billing.selectors import company_period
+from accounts.models import Company, Membership
+from accounts.selectors import company_period
+from billing.plans.catalogue import install_default_catalogue
+from billing.plans.models import Feature, Tier, TierLimit
+from billing.stripe.models import CompanyStripe, FeatureMeter, TierFeaturePrice, TierPrice
 from tests.fakes.stripe_server import FakeStripeServer
 from trans_bot.celery import app as celery_app
 

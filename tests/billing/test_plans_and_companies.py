@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from billing.models import Company, Membership, Tier, TierLimit
-from billing.periods import period_bounds
-from billing.selectors import company_owner_emails, company_period
+from accounts.models import Company, Membership
+from accounts.selectors import company_owner_emails, company_period
+from billing.plans.models import Tier, TierLimit
+from billing.plans.periods import period_bounds
 
 
 def d(*args):
@@ -64,7 +65,7 @@ def test_owner_emails_are_the_active_owners_only(django_user_model):
 def test_the_anchor_day_is_locked_in_admin_once_a_company_has_usage(ops_client):
     from django.urls import reverse
 
-    from billing.models import Feature
+    from billing.plans.models import Feature
     from usage.models import UsageCounter
 
     fresh = Company.objects.create(name="Fresh", slug="fresh", billing_anchor_day=1)
@@ -74,7 +75,7 @@ def test_the_anchor_day_is_locked_in_admin_once_a_company_has_usage(ops_client):
         period_start=datetime(2026, 11, 1, tzinfo=UTC), period_end=datetime(2026, 12, 1, tzinfo=UTC),
         updated_at=datetime(2026, 11, 2, tzinfo=UTC),
     )
-    fresh_page = ops_client.get(reverse("admin:billing_company_change", args=[fresh.pk])).content.decode()
-    used_page = ops_client.get(reverse("admin:billing_company_change", args=[used.pk])).content.decode()
+    fresh_page = ops_client.get(reverse("admin:accounts_company_change", args=[fresh.pk])).content.decode()
+    used_page = ops_client.get(reverse("admin:accounts_company_change", args=[used.pk])).content.decode()
     assert 'name="billing_anchor_day"' in fresh_page
     assert 'name="billing_anchor_day"' not in used_page

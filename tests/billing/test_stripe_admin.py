@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from audit.models import AuditLog
-from billing.models import (
+from billing.stripe.models import (
     BillingEvent,
     BillingEventStatus,
     CompanyStripe,
@@ -14,7 +14,8 @@ from billing.models import (
     TierPrice,
     WebhookEventStatus,
 )
-from billing.services_stripe import overage_report_run, webhook_event_process
+from billing.stripe.overage import overage_report_run
+from billing.stripe.webhook_processing import webhook_event_process
 from tests.billing.stripe_fixtures import WEBHOOK_SECRET, with_customer
 from tests.fakes.stripe_server import make_event, signed_webhook
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from django.core.checks import run_checks
 
-from billing.gateways import StripeClient, StripeGatewayError
-from billing.models import FeatureMeter, TierFeaturePrice, TierPrice
+from billing.stripe.gateway import StripeClient, StripeGatewayError
+from billing.stripe.models import FeatureMeter, TierFeaturePrice, TierPrice
 
 
 def _client(fake, **kwargs) -> StripeClient:

@@ -10,9 +10,10 @@ import time_machine
 from django.core.management import call_command
 from django.utils import timezone
 
-from billing import services_stripe
-from billing.models import BillingEvent, BillingEventStatus
-from billing.services_stripe import billing_reconcile, overage_report_run
+from billing.stripe import overage
+from billing.stripe.models import BillingEvent, BillingEventStatus
+from billing.stripe.overage import overage_report_run
+from billing.stripe.reconcile import billing_reconcile
 from ops.models import Notification, OpsTask
 from tests.billing.stripe_fixtures import run_in_threads, with_customer
 from tests.fakes.stripe_server import FakeStripeServer
@@ -92,7 +93,7 @@ def test_five_concurrent_runs_and_a_crash_bill_each_unit_once(
     def crash(**kwargs):
         raise RuntimeError("worker killed after Stripe's answer")
 
-    monkeypatch.setattr(services_stripe, "_billing_event_sent", crash)
+    monkeypatch.setattr(overage, "_billing_event_sent", crash)
     with pytest.raises(RuntimeError):
         overage_report_run()
     monkeypatch.undo()

@@ -7,7 +7,7 @@ from celery.contrib.testing.worker import start_worker
 from django_celery_beat.models import PeriodicTask
 
 import billing.tasks
-from billing.models import BillingEvent, BillingEventStatus, CompanyStripe, StripeWebhookEvent
+from billing.stripe.models import BillingEvent, BillingEventStatus, CompanyStripe, StripeWebhookEvent
 from tests.billing.stripe_fixtures import WEBHOOK_SECRET, with_customer
 from tests.fakes.stripe_server import make_event, signed_webhook
 from tests.waiting import until
@@ -67,7 +67,7 @@ def test_an_event_stored_while_the_broker_was_down_is_processed_by_the_sweep(fak
     import time_machine
     from django.utils import timezone
 
-    from billing.services_stripe import webhook_event_store
+    from billing.stripe.webhook_intake import webhook_event_store
 
     acme = stripe_company("starter")
     CompanyStripe.objects.create(company=acme, customer_id="cus_sweep")
@@ -117,7 +117,7 @@ def test_the_minute_sweep_sends_a_report_stuck_in_sending(fake_stripe, stripe_co
 
     from django.utils import timezone
 
-    from billing.services_stripe import overage_candidates, overage_plan
+    from billing.stripe.overage import overage_candidates, overage_plan
 
     acme = stripe_company("starter")
     set_usage(acme, "quotes", 1_010)
@@ -141,7 +141,7 @@ def test_automatic_resends_stop_24_hours_after_the_first_attempt(fake_stripe, st
     import time_machine
     from django.utils import timezone
 
-    from billing.services_stripe import billing_event_send, overage_report_run, overage_sweep
+    from billing.stripe.overage import billing_event_send, overage_report_run, overage_sweep
     from ops.models import OpsTask
 
     acme = stripe_company("starter")

@@ -11,16 +11,10 @@ from django.contrib.auth.models import Permission
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accounts.selectors import company_period
 from audit.models import AuditLog
-from billing.models import (
-    BillingEvent,
-    BillingEventKind,
-    BillingEventStatus,
-    CompanyStripe,
-    StripeWebhookEvent,
-)
-from billing.selectors import company_period
-from billing.services_stripe import webhook_event_process
+from billing.stripe.models import BillingEvent, BillingEventKind, BillingEventStatus, CompanyStripe, StripeWebhookEvent
+from billing.stripe.webhook_processing import webhook_event_process
 from ops.models import OpsTask
 from tests.billing.stripe_fixtures import (
     METERED_PRICES,

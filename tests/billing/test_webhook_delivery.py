@@ -9,15 +9,9 @@ import time
 import httpx
 import pytest
 
-from billing.models import (
-    BillingEvent,
-    BillingEventKind,
-    Company,
-    CompanyStripe,
-    StripeWebhookEvent,
-    WebhookEventStatus,
-)
-from billing.services_stripe import webhook_event_process
+from accounts.models import Company
+from billing.stripe.models import BillingEvent, BillingEventKind, CompanyStripe, StripeWebhookEvent, WebhookEventStatus
+from billing.stripe.webhook_processing import webhook_event_process
 from ops.models import Notification, OpsTask
 from tests.billing.stripe_fixtures import TIER_PRICES, WEBHOOK_SECRET, run_in_threads
 from tests.fakes.stripe_server import make_event, signed_webhook

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from accounts.models import CompanyStatus
 from audit.models import AuditLog
-from billing.models import BillingEvent, BillingEventKind, CompanyStatus, CompanyStripe, StripeWebhookEvent
-from billing.services_stripe import webhook_event_process
+from billing.stripe.models import BillingEvent, BillingEventKind, CompanyStripe, StripeWebhookEvent
+from billing.stripe.webhook_processing import webhook_event_process
 from ops.models import Notification, OpsTask
 from tests.billing.stripe_fixtures import WEBHOOK_SECRET
 from tests.fakes.stripe_server import make_event, signed_webhook

@@ -9,7 +9,7 @@ import pytest
 from django.db.models import Sum
 
 from audit.models import AuditLog
-from billing.models import BillingEvent, StripeWebhookEvent, WebhookRejection
+from billing.stripe.models import BillingEvent, StripeWebhookEvent, WebhookRejection
 from tests.billing.stripe_fixtures import WEBHOOK_SECRET
 from tests.fakes.stripe_server import make_event, signed_webhook
 

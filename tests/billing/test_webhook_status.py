@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from accounts.models import Company, CompanyStatus
 from audit.models import AuditLog
-from billing.models import Company, CompanyStatus, CompanyStripe, StripeWebhookEvent
-from billing.services_stripe import webhook_event_process
+from billing.stripe.models import CompanyStripe, StripeWebhookEvent
+from billing.stripe.webhook_processing import webhook_event_process
 from tests.billing.stripe_fixtures import METERED_PRICES, TIER_PRICES, WEBHOOK_SECRET, with_customer
 from tests.fakes.stripe_server import make_event, signed_webhook
 

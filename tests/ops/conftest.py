@@ -22,6 +22,6 @@ def ops_emails(settings):
 
 @pytest.fixture
 def acme(db):
-    from billing.models import Company
+    from accounts.models import Company
 
     return Company.objects.create(name="Acme Freight", slug="acme-freight")

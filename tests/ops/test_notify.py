@@ -34,7 +34,7 @@ def test_an_alert_requested_in_a_transaction_that_rolls_back_is_never_sent(
 def test_the_message_says_what_where_when_what_to_do_and_links_to_admin(
     fake_slack, ops_emails, mailoutbox, acme
 ):
-    link = f"http://127.0.0.1:8000/admin/billing/company/{acme.pk}/change/"
+    link = f"http://127.0.0.1:8000/admin/accounts/company/{acme.pk}/change/"
     with time_machine.travel(NOON, tick=False):
         notify(
             kind="usage.breach",

@@ -8,9 +8,11 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import sync_playwright
 
-from billing.catalogue import install_default_catalogue
-from billing.models import BillingEvent, Company, Feature, Tier, TierLimit
-from billing.selectors import company_period
+from accounts.models import Company
+from accounts.selectors import company_period
+from billing.plans.catalogue import install_default_catalogue
+from billing.plans.models import Feature, Tier, TierLimit
+from billing.stripe.models import BillingEvent
 from ops.services import ops_task_open
 from regions.models import Region
 from usage.models import MonitorRun, UsageCounter

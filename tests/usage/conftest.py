@@ -8,8 +8,9 @@ import itertools
 import pytest
 from rest_framework.test import APIClient
 
-from billing.catalogue import install_default_catalogue
-from billing.models import Company, CompanyAPIKey, Feature, Membership, Tier, TierLimit
+from accounts.models import Company, CompanyAPIKey, Membership
+from billing.plans.catalogue import install_default_catalogue
+from billing.plans.models import Feature, Tier, TierLimit
 
 _seq = itertools.count(1)
 

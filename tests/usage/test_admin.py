@@ -8,8 +8,9 @@ import pytest
 import time_machine
 from django.contrib.messages import get_messages
 
+from accounts.models import CompanyAPIKey
 from audit.models import AuditLog
-from billing.models import CompanyAPIKey, Feature, TierLimit
+from billing.plans.models import Feature, TierLimit
 from usage.models import MonitorRun, UsageCounter
 
 pytestmark = pytest.mark.django_db
@@ -29,9 +30,9 @@ def test_companies_show_bars_and_filter_by_warning_and_exceeded(ops_client, make
     use(over, "quotes", 1300)
     use(calm, "quotes", 10)
     with time_machine.travel(NOW, tick=False):
-        page = ops_client.get("/admin/billing/company/").content.decode()
-        warning = ops_client.get("/admin/billing/company/?usage=warning").content.decode()
-        exceeded = ops_client.get("/admin/billing/company/?usage=exceeded").content.decode()
+        page = ops_client.get("/admin/accounts/company/").content.decode()
+        warning = ops_client.get("/admin/accounts/company/?usage=warning").content.decode()
+        exceeded = ops_client.get("/admin/accounts/company/?usage=exceeded").content.decode()
     assert "1,300 / 1,000 (130 %)" in page and "#c62828" in page
     assert "850 / 1,000 (85 %)" in page and "#ed8c00" in page
     assert "Near Ltd" in warning and "Over Inc" not in warning and "Calm Co" not in warning
@@ -62,28 +63,28 @@ def test_editing_a_tier_limit_inline_is_audited(ops_client, catalogue):
 
 
 def test_an_api_key_is_shown_once_and_works(ops_client, acme, client):
-    r = ops_client.post("/admin/billing/companyapikey/add/", {"company": acme.pk, "name": "prod backend"})
+    r = ops_client.post("/admin/accounts/companyapikey/add/", {"company": acme.pk, "name": "prod backend"})
     assert r.status_code == 302
     message = next(str(m) for m in get_messages(r.wsgi_request) if "will not be shown again" in str(m))
     secret = message.split("is: ")[1].split(" ")[0]
     key = CompanyAPIKey.objects.get(company=acme)
     assert secret.startswith(key.prefix) and secret not in key.hashed_key
-    assert secret not in str(AuditLog.objects.get(action="admin.billing.companyapikey.add").details)
+    assert secret not in str(AuditLog.objects.get(action="billing.api_key.create").details)
     r = client.post(
         "/api/v1/usage/events/", {"events": [{"feature": "quotes", "idempotency_key": "a"}]},
         content_type="application/json", HTTP_AUTHORIZATION=f"Api-Key {secret}",
     )
     assert r.status_code == 200
-    first = ops_client.get(f"/admin/billing/companyapikey/{key.pk}/change/").content.decode()
+    first = ops_client.get(f"/admin/accounts/companyapikey/{key.pk}/change/").content.decode()
     assert secret in first  # the one time it is shown
-    again = ops_client.get(f"/admin/billing/companyapikey/{key.pk}/change/").content.decode()
+    again = ops_client.get(f"/admin/accounts/companyapikey/{key.pk}/change/").content.decode()
     assert secret not in again
 
 
 def test_revoking_a_key_from_admin(ops_client, acme, make_key, client):
     secret = make_key(acme)
     key = CompanyAPIKey.objects.get()
-    ops_client.post("/admin/billing/companyapikey/", {"action": "revoke_keys", "_selected_action": [key.pk]})
+    ops_client.post("/admin/accounts/companyapikey/", {"action": "revoke_keys", "_selected_action": [key.pk]})
     assert CompanyAPIKey.objects.get().revoked
     assert AuditLog.objects.filter(action="billing.api_key.revoke").count() == 1
     r = client.post(

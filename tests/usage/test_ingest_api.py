@@ -10,7 +10,7 @@ import time_machine
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from billing.models import CompanyAPIKey
+from accounts.models import CompanyAPIKey
 from usage.models import UsageCounter, UsageEvent
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.test import override_settings
 
 from audit.models import AuditLog
-from billing.models import Feature
+from billing.plans.models import Feature
 from ops.models import Notification, OpsTask
 from usage.models import MonitorRun, ThresholdCrossing, UsageCounter
 from usage.services import usage_monitor_run

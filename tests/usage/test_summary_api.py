@@ -9,7 +9,7 @@ import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from billing.models import Feature, TierLimit
+from billing.plans.models import Feature, TierLimit
 from usage.models import UsageCounter
 
 pytestmark = pytest.mark.django_db
@@ -197,7 +197,7 @@ def test_plans_need_a_login_or_key(client):
 def test_a_tier_missing_a_limit_is_never_recommended_and_the_check_names_it(make_company, key_client):
     from django.core.checks import run_checks
 
-    from billing.models import Tier
+    from billing.plans.models import Tier
 
     loads = Feature.objects.create(code="loads", name="Loads", order=9)
     for code, included, price in [("starter", 10, 500), ("enterprise", None, 0)]:

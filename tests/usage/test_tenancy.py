@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from billing.models import Membership
+from accounts.models import Membership
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/usage/summary/"

@@ -1,7 +1,7 @@
 from django import template
 
+from core.money import format_money
 from trans_bot.dashboard import dashboard_overview
-from trans_bot.money import format_money
 
 register = template.Library()
 

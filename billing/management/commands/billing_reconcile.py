@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from billing.gateways import StripeGatewayError
-from billing.services_stripe import billing_reconcile
+from billing.stripe.gateway import StripeGatewayError
+from billing.stripe.reconcile import billing_reconcile
 
 
 class Command(BaseCommand):

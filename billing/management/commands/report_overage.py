@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from billing.services_stripe import overage_report_run
+from billing.stripe.overage import overage_report_run
 
 
 class Command(BaseCommand):

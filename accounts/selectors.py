@@ -1,4 +1,4 @@
-"""Reads about companies, their people and their plans."""
+"""Reads about companies and their people."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from billing.models import Company, CompanyAPIKey, Membership, MembershipRole, Tier
-from billing.periods import period_bounds
+from accounts.models import Company, CompanyAPIKey, Membership, MembershipRole
+from billing.plans.periods import period_bounds
 
 
 def company_period(company: Company, at: datetime | None = None) -> tuple[datetime, datetime]:
@@ -36,10 +36,6 @@ def membership_role(*, user, company: Company) -> str | None:
     return (
         Membership.objects.filter(user=user, company=company).values_list("role", flat=True).first()
     )
-
-
-def public_tiers() -> list[Tier]:
-    return list(Tier.objects.filter(is_public=True).prefetch_related("limits__feature"))
 
 
 def api_key_company(key: CompanyAPIKey) -> Company:

@@ -10,7 +10,7 @@ from django.db import DatabaseError
 
 @register("billing")
 def tier_limits_complete_check(app_configs=None, **kwargs) -> list[Warning]:
-    from billing.models import Feature, Tier, TierLimit
+    from billing.plans.models import Feature, Tier, TierLimit
 
     try:
         have = set(TierLimit.objects.values_list("tier_id", "feature_id"))

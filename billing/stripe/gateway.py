@@ -11,7 +11,6 @@ One error type, ``StripeGatewayError``, says whether trying again can help.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,8 +18,6 @@ from typing import Any
 
 import stripe
 from django.conf import settings
-
-logger = logging.getLogger(__name__)
 
 DUPLICATE_METER_EVENT = "An event already exists with identifier"
 

@@ -2,26 +2,13 @@
 webhook events Stripe sent us, and ``BillingEvent`` -- one row per thing billing did.
 
 dj-stripe does not fit (no Billing Meter support, pins an older SDK), so these are the few
-models we need and nothing more. Imported at the end of ``billing/models.py``.
+models we need and nothing more.
 """
 
 from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
-
-__all__ = [
-    "BillingEvent",
-    "BillingEventKind",
-    "BillingEventStatus",
-    "CompanyStripe",
-    "FeatureMeter",
-    "StripeWebhookEvent",
-    "TierFeaturePrice",
-    "TierPrice",
-    "WebhookEventStatus",
-    "WebhookRejection",
-]
 
 
 class CompanyStripe(models.Model):
@@ -31,11 +18,11 @@ class CompanyStripe(models.Model):
     × 10 + a rank for events of the same second (created < failed < paid < updated <
     deleted): the subscription's state (``subscription_status``/``subscription_state_key``)
     and the latest invoice outcome (``invoice_outcome``/``invoice_key``). The company's
-    status is a pure function of the two (``services_stripe.derived_status``), so the
+    status is a pure function of the two (``billing.stripe.subscriptions.derived_status``), so the
     result is the same whatever order Stripe delivers the events in.
     """
 
-    company = models.OneToOneField("billing.Company", on_delete=models.CASCADE, related_name="stripe")
+    company = models.OneToOneField("accounts.Company", on_delete=models.CASCADE, related_name="stripe")
     customer_id = models.CharField(max_length=100, unique=True, null=True, blank=True)
     subscription_id = models.CharField(max_length=100, unique=True, null=True, blank=True)
     subscription_item_id = models.CharField(
@@ -150,7 +137,7 @@ class BillingEvent(models.Model):
     status = models.CharField(
         max_length=10, choices=BillingEventStatus.choices, default=BillingEventStatus.PENDING
     )
-    company = models.ForeignKey("billing.Company", on_delete=models.PROTECT, related_name="billing_events")
+    company = models.ForeignKey("accounts.Company", on_delete=models.PROTECT, related_name="billing_events")
     feature = models.ForeignKey(
         "billing.Feature", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -262,5 +249,3 @@ class WebhookRejection(models.Model):
     def __str__(self) -> str:
         return f"{self.reason}: {self.count}"
 
-
-from billing import checks as _checks  # noqa: E402,F401  (registers the Stripe mapping check)

@@ -9,7 +9,7 @@ from django.utils.html import format_html
 
 from audit.admin_mixins import AuditedModelAdmin
 from audit.services import Actor
-from billing.models_stripe import (
+from billing.stripe.models import (
     BillingEvent,
     BillingEventStatus,
     CompanyStripe,
@@ -20,9 +20,10 @@ from billing.models_stripe import (
     WebhookEventStatus,
     WebhookRejection,
 )
-from billing.services_stripe import billing_event_send_again, webhook_event_reprocess
-from trans_bot.admin_utils import ReadOnlyAdmin
-from trans_bot.money import format_money
+from billing.stripe.overage import billing_event_send_again
+from billing.stripe.webhook_processing import webhook_event_reprocess
+from core.admin_helpers import ReadOnlyAdmin
+from core.money import format_money
 
 STATUS_COLOURS = {
     "pending": "#b7791f",

@@ -13,11 +13,12 @@ from rest_framework.exceptions import APIException, PermissionDenied, Validation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import Company, Membership, MembershipRole
 from audit.services import Actor
-from billing.gateways import StripeGatewayError
-from billing.models import Company, Membership, MembershipRole, Tier
-from billing.services_stripe import UpgradeRefused, billing_change_tier, billing_portal_session
-from trans_bot.errors import Conflict, ServiceUnavailable
+from billing.plans.models import Tier
+from billing.stripe.gateway import StripeGatewayError
+from billing.stripe.upgrades import UpgradeRefused, billing_change_tier, billing_portal_session
+from core.errors import Conflict, ServiceUnavailable
 
 MANAGER_ROLES = (MembershipRole.OWNER, MembershipRole.ADMIN)
 
@@ -43,10 +44,10 @@ class PortalIn(serializers.Serializer):
 
 def managed_company(request, wanted: str | None) -> Company:
     """The company the user may manage billing of: their own (as owner/admin), or any
-    company for staff allowed to change companies (``billing.change_company``). Someone
+    company for staff allowed to change companies (``accounts.change_company``). Someone
     outside the company gets 404, a plain member 403."""
     user = request.user
-    billing_staff = user.is_staff and user.has_perm("billing.change_company")
+    billing_staff = user.is_staff and user.has_perm("accounts.change_company")
     if wanted:
         # str.isdigit() is True for "²" and other non-ASCII digits that int() refuses.
         lookup = {"pk": int(wanted)} if wanted.isascii() and wanted.isdigit() else {"slug": wanted}

@@ -18,7 +18,7 @@ def stripe_mappings_check(app_configs=None, **kwargs) -> list[Warning]:
             warnings.append(
                 Warning(f"{name} is empty but STRIPE_LIVE_BILLING is on.", id="billing.W001", obj=name)
             )
-    from billing.models import Feature, Tier, TierLimit
+    from billing.plans.models import Feature, Tier, TierLimit
 
     try:
         for tier in Tier.objects.filter(is_public=True, stripe_price__isnull=True):
@@ -52,7 +52,7 @@ def stripe_mappings_check(app_configs=None, **kwargs) -> list[Warning]:
             )
         # A metered feature's overage only reaches an invoice through a metered price on
         # the subscription: each tier sold through Stripe needs one per billed feature.
-        from billing.models_stripe import TierFeaturePrice
+        from billing.stripe.models import TierFeaturePrice
 
         mapped = set(TierFeaturePrice.objects.values_list("tier_id", "feature_id"))
         limits = TierLimit.objects.filter(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
 
 from django.db import transaction
 
+from accounts.models import Company, CompanyAPIKey
 from audit.services import Actor, Target, audit_record
-from billing.models import Company, CompanyAPIKey
+from billing.plans.models import Tier
 
 
 def key_target(key: CompanyAPIKey) -> Target:
@@ -16,10 +17,12 @@ def key_target(key: CompanyAPIKey) -> Target:
     return Target(type="billing.companyapikey", id=key.prefix, repr=f"{key.name} ({key.prefix})")
 
 
-def company_api_key_create(*, company: Company, name: str, actor: Actor) -> tuple[CompanyAPIKey, str]:
+def company_api_key_create(
+    *, company: Company, name: str, actor: Actor, expiry_date: datetime | None = None
+) -> tuple[CompanyAPIKey, str]:
     """Create a key and return it with its secret, which is shown once and never stored."""
     with transaction.atomic():
-        key, secret = CompanyAPIKey.objects.create_key(company=company, name=name)
+        key, secret = CompanyAPIKey.objects.create_key(company=company, name=name, expiry_date=expiry_date)
         audit_record(
             action="billing.api_key.create",
             actor=actor,
@@ -45,7 +48,7 @@ def company_api_key_revoke(*, key: CompanyAPIKey, actor: Actor) -> bool:
     return bool(changed)
 
 
-def company_set_tier(*, company: Company, tier: Any, actor: Actor, reason: str = "") -> bool:
+def company_set_tier(*, company: Company, tier: Tier, actor: Actor, reason: str = "") -> bool:
     """Move a company to another tier (admin, or the billing flow). Audited."""
     with transaction.atomic():
         # FOR NO KEY UPDATE of the company row only: it does not conflict with the key-share

@@ -11,8 +11,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from billing.services_stripe import WebhookRejected, webhook_event_receive
-from trans_bot.errors import error_body
+from billing.stripe.webhook_intake import WebhookRejected, webhook_event_receive
+from core.errors import error_body
 
 
 @csrf_exempt

@@ -13,7 +13,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 from rest_framework_api_key.permissions import KeyParser
 
-from billing.models import CompanyAPIKey
+from accounts.models import CompanyAPIKey
 
 # Recording every use would be a write per request; once a minute is enough to answer
 # "is this key still in use?".

@@ -4,8 +4,8 @@ import uuid
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from trans_bot import context
-from trans_bot.context import normalize_ip
+from core import context
+from core.context import normalize_ip
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
