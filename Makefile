@@ -2,6 +2,7 @@
 #              defaults (SQLite, filesystem broker, file cache). Ctrl-C stops all.
 # make test  — install test deps and run the whole suite on PostgreSQL + Redis.
 # make bench — benchmarks (figures go to bench/RESULTS.md by hand).
+# make lint  — ruff, the layers contract (import-linter) and mypy.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -46,6 +47,8 @@ bench: install-dev
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf var staticfiles
