@@ -13,7 +13,7 @@ from django.utils.text import Truncator
 
 from audit.admin_mixins import AuditedModelAdmin
 from audit.services import Actor
-from core.admin_helpers import ReadOnlyAdmin
+from core.admin_helpers import ReadOnlyAdmin, status_pill
 from ops import selectors, services
 from ops.models import Notification, NotificationStatus, OpsTask, TaskStatus
 
@@ -29,12 +29,6 @@ STATUS_COLOURS = {
     TaskStatus.DISMISSED: "#6c757d",
 }
 SEVERITY_COLOURS = {"critical": "#c62828", "high": "#d9480f", "warning": "#b26a00", "medium": "#b26a00"}
-
-
-def _badge(text: str, colour: str) -> str:
-    return format_html(
-        '<span style="color:#fff;background:{};padding:1px 6px;border-radius:3px">{}</span>', colour, text
-    )
 
 
 class NoteForm(forms.Form):
@@ -71,11 +65,11 @@ class OpsTaskAdmin(AuditedModelAdmin):
 
     @admin.display(description="severity", ordering="severity")
     def severity_badge(self, obj):
-        return _badge(obj.get_severity_display(), SEVERITY_COLOURS.get(obj.severity, "#6c757d"))
+        return status_pill(obj.get_severity_display(), SEVERITY_COLOURS.get(obj.severity, "#6c757d"))
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):
-        return _badge(obj.get_status_display(), STATUS_COLOURS.get(obj.status, "#6c757d"))
+        return status_pill(obj.get_status_display(), STATUS_COLOURS.get(obj.status, "#6c757d"))
 
     @admin.display(description="target")
     def target_link(self, obj):
@@ -227,7 +221,7 @@ class NotificationAdmin(ReadOnlyAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):
-        return _badge(obj.get_status_display(), STATUS_COLOURS.get(obj.status, "#6c757d"))
+        return status_pill(obj.get_status_display(), STATUS_COLOURS.get(obj.status, "#6c757d"))
 
     def has_retry_permission(self, request) -> bool:
         # The outbox is read-only for everyone; retrying is for who may change alerts.

@@ -14,11 +14,10 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
 
 from audit.admin_mixins import AuditedAdminMixin
 from audit.services import Actor
-from core.admin_helpers import ReadOnlyAdmin
+from core.admin_helpers import ReadOnlyAdmin, status_pill
 from regions import routing, services
 from regions.models import FailoverEvent, FailoverPolicy, GameDay, Probe, Region, RegionStatus
 
@@ -27,14 +26,6 @@ COLOURS = {
     RegionStatus.UNHEALTHY: "#cf222e",
     RegionStatus.UNKNOWN: "#6e7781",
 }
-
-
-def _badge(text: str, colour: str):
-    return format_html(
-        '<span style="background:{};color:#fff;padding:2px 8px;border-radius:9px;font-weight:600">{}</span>',
-        colour,
-        text,
-    )
 
 
 class ChangedFieldsOnlyAdmin(admin.ModelAdmin):
@@ -164,11 +155,11 @@ class RegionAdmin(RegionsAdmin):
 
     @admin.display(description="Active", ordering="is_active")
     def active_badge(self, obj):
-        return _badge("ACTIVE", "#0969da") if obj.is_active else "standby"
+        return status_pill("ACTIVE", "#0969da") if obj.is_active else "standby"
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, obj):
-        return _badge(obj.get_status_display(), COLOURS.get(obj.status, "#6e7781"))
+        return status_pill(obj.get_status_display(), COLOURS.get(obj.status, "#6e7781"))
 
     @admin.display(description="Latency", ordering="last_latency_ms")
     def latency(self, obj):

@@ -5,7 +5,6 @@ two actions ops need: "send again" and "process again". Imported from billing/ad
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.utils.html import format_html
 
 from audit.admin_mixins import AuditedModelAdmin
 from audit.services import Actor
@@ -22,7 +21,7 @@ from billing.stripe.models import (
 )
 from billing.stripe.overage import billing_event_send_again
 from billing.stripe.webhook_processing import webhook_event_reprocess
-from core.admin_helpers import ReadOnlyAdmin
+from core.admin_helpers import ReadOnlyAdmin, status_pill
 from core.money import format_money
 
 STATUS_COLOURS = {
@@ -38,11 +37,7 @@ STATUS_COLOURS = {
 
 
 def _pill(value: str, label: str):
-    return format_html(
-        '<span style="color:#fff;background:{};padding:1px 6px;border-radius:8px">{}</span>',
-        STATUS_COLOURS.get(value, "#718096"),
-        label,
-    )
+    return status_pill(label, STATUS_COLOURS.get(value, "#718096"))
 
 
 @admin.register(CompanyStripe)
