@@ -15,7 +15,7 @@ from billing.plans.models import Feature, TierLimit
 from core.admin_helpers import ReadOnlyAdmin, status_pill
 from usage.admin_widgets import bars
 from usage.models import MonitorRun, ThresholdCrossing, UsageCounter, UsageEvent
-from usage.selectors import companies_at_usage_level, usage_level
+from usage.selectors import Level, companies_at_usage_level, usage_levels
 from usage.services import usage_monitor_run
 
 
@@ -151,10 +151,10 @@ class UsageLevelFilter(admin.SimpleListFilter):
     parameter_name = "usage"
 
     def lookups(self, request, model_admin):
-        return [("warning", "At warning level"), ("exceeded", "Over a limit")]
+        return [(Level.WARNING, "At warning level"), (Level.EXCEEDED, "Over a limit")]
 
     def queryset(self, request, queryset):
-        if self.value() not in ("warning", "exceeded"):
+        if self.value() not in (Level.WARNING, Level.EXCEEDED):
             return queryset
         return companies_at_usage_level(queryset, level=self.value())
 
@@ -173,6 +173,12 @@ def _attach_usage(companies: list[Company]) -> None:
         (lim.tier_id, lim.feature_id): lim.included
         for lim in TierLimit.objects.filter(tier__in={c.tier_id for c in companies})
     }
+    levels = {
+        (company_id, feature_id): level
+        for company_id, feature_id, level in usage_levels(now=now)
+        .filter(company__in=companies)
+        .values_list("company_id", "feature_id", "level")
+    }
     features = list(Feature.objects.all())
     for company in companies:
         items = []
@@ -184,7 +190,7 @@ def _attach_usage(companies: list[Company]) -> None:
                     "name": feature.name,
                     "used": count,
                     "included": included,
-                    "level": usage_level(count, included),
+                    "level": levels.get((company.pk, feature.pk), Level.OK),
                 }
             )
         company._usage = items
@@ -214,7 +220,7 @@ class CompanyUsageAdmin(CompanyAdmin):
         return self.readonly_fields
 
     def get_changelist_instance(self, request):
-        """Load this page's usage in two queries, not two per company."""
+        """Load this page's usage in three queries, not three per company."""
         changelist = super().get_changelist_instance(request)
         _attach_usage(list(changelist.result_list))
         return changelist

@@ -13,10 +13,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db.models import Case, CharField, Exists, F, FilteredRelation, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
-from accounts.models import Company
+from accounts.models import Company, CompanyStatus
 from accounts.selectors import company_period
 from usage.models import UsageCounter
 
@@ -27,16 +27,38 @@ class Level:
     EXCEEDED = "exceeded"
 
 
-def usage_level(used: int, included: int | None, warning_percent: int | None = None) -> str:
-    """ok below the warning share, warning from it up to the limit itself, exceeded above."""
-    if included is None:
-        return Level.OK
-    warn = settings.USAGE_WARNING_PERCENT if warning_percent is None else warning_percent
-    if used > included:
-        return Level.EXCEEDED
-    if used * 100 >= included * warn and (included > 0 or used > 0):
-        return Level.WARNING
-    return Level.OK
+def usage_levels(*, now: datetime, since: datetime | None = None) -> QuerySet[UsageCounter]:
+    """The one rule for "at warning level" and "over a limit", read by the dashboard, the
+    company filter, the admin bars, the nightly monitor and the usage API alike.
+
+    Every counter at or beyond the warning share of the limit that the company's *own*
+    tier sets for that feature, annotated with ``included`` and ``level`` ("warning" up to
+    the limit itself, "exceeded" above it). An unlimited feature, a feature the tier has
+    no limit row for, and other tiers' limits never count; nor do canceled companies,
+    which have no plan running. The period is the one open at ``now``; with ``since``,
+    every period overlapping [since, now] (the monitor's look-back)."""
+    mine = FilteredRelation("feature__limits", condition=Q(feature__limits__tier=F("company__tier")))
+    counters = (
+        UsageCounter.objects.alias(mine=mine)
+        .filter(period_start__lte=now, period_end__gt=since or now, used__gt=0, mine__included__isnull=False)
+        .exclude(company__status=CompanyStatus.CANCELED)
+        .annotate(included=F("mine__included"))
+        .alias(used100=F("used") * 100)
+        .filter(used100__gte=F("included") * settings.USAGE_WARNING_PERCENT)
+        .annotate(
+            level=Case(
+                When(used__gt=F("included"), then=Value(Level.EXCEEDED)),
+                default=Value(Level.WARNING),
+                output_field=CharField(),
+            )
+        )
+    )
+    return counters.order_by()
+
+
+def feature_levels(*, company: Company, now: datetime) -> dict[int, str]:
+    """Feature id → level for the company's current period (features at "ok" are absent)."""
+    return dict(usage_levels(now=now).filter(company=company).values_list("feature_id", "level"))
 
 
 def overage_units(used: int, included: int | None) -> int:
@@ -127,6 +149,7 @@ def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, 
             int(row.used * factor), row.included, row.overage_price
         )
 
+    levels = feature_levels(company=company, now=now)
     features = []
     for row in rows:
         if row.tier_id != company.tier_id:
@@ -147,7 +170,7 @@ def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, 
                 "limit": included,
                 "remaining": None if included is None else max(0, included - row.used),
                 "percent": percent,
-                "status": usage_level(row.used, included),
+                "status": levels.get(row.feature_id, Level.OK),
                 "overage_units": units,
                 "overage_unit_price": row.overage_price,
                 "overage_cost": units * row.overage_price,
@@ -235,23 +258,9 @@ def plans_list() -> list[dict[str, Any]]:
     return out
 
 
-def companies_at_usage_level(queryset: QuerySet, *, level: str, now: datetime | None = None) -> QuerySet:
+def companies_at_usage_level(queryset: QuerySet[Company], *, level: str, now: datetime | None = None) -> QuerySet:
     """The companies of ``queryset`` with some feature at ``level`` ("warning" or
-    "exceeded") in their current period, by the same rules as ``usage_level``."""
-    now = now or timezone.now()
-    counters = UsageCounter.objects.filter(
-        company=OuterRef("pk"),
-        period_start__lte=now,
-        period_end__gt=now,
-        feature__limits__tier=OuterRef("tier"),
-        feature__limits__included__isnull=False,
-    ).alias(used100=F("used") * 100)
-    if level == "exceeded":
-        counters = counters.filter(used__gt=F("feature__limits__included"))
-    else:
-        counters = counters.filter(
-            used__lte=F("feature__limits__included"),
-            used100__gte=F("feature__limits__included") * settings.USAGE_WARNING_PERCENT,
-            used__gt=0,
-        )
+    "exceeded") in their current period, by ``usage_levels``. A company with one feature
+    over and another at warning level is in both."""
+    counters = usage_levels(now=now or timezone.now()).filter(company=OuterRef("pk"), level=level)
     return queryset.filter(Exists(counters))

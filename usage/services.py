@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.urls import reverse
 from django.utils import timezone
 
@@ -26,6 +26,7 @@ from usage.models import (
     UsageCounter,
     UsageEvent,
 )
+from usage.selectors import usage_levels
 from usage.validation import EventIn
 
 log = logging.getLogger(__name__)
@@ -211,25 +212,6 @@ MONITOR_ACTOR = Actor.system("usage-monitor")
 STALE_RUN_AFTER = timedelta(hours=1)
 WORST_OFFENDERS = 10
 
-_CANDIDATES_SQL = """
-SELECT c.company_id, c.feature_id, c.period_start, c.period_end, c.used, l.included,
-       EXISTS (SELECT 1 FROM usage_thresholdcrossing x
-               WHERE x.company_id = c.company_id AND x.feature_id = c.feature_id
-                 AND x.period_start = c.period_start AND x.level = 'warning') AS has_warning,
-       EXISTS (SELECT 1 FROM usage_thresholdcrossing x
-               WHERE x.company_id = c.company_id AND x.feature_id = c.feature_id
-                 AND x.period_start = c.period_start AND x.level = 'exceeded') AS has_exceeded
-FROM usage_usagecounter c
-JOIN billing_company co ON co.id = c.company_id
-JOIN billing_tierlimit l ON l.tier_id = co.tier_id AND l.feature_id = c.feature_id
-WHERE c.period_start <= %(now)s AND c.period_end > %(since)s
-  AND co.status <> %(canceled)s
-  AND l.included IS NOT NULL
-  AND c.used * 100 >= l.included * %(warn)s
-  AND c.used > 0
-ORDER BY c.company_id, c.feature_id, c.period_start
-"""
-
 _INSERT_CROSSING_SQL = """
 INSERT INTO usage_thresholdcrossing
     (company_id, feature_id, period_start, level, used, included, notified, run_id, created_at)
@@ -247,12 +229,9 @@ class Candidate:
     period_end: datetime
     used: int
     included: int
+    level: str
     has_warning: bool
     has_exceeded: bool
-
-    @property
-    def level(self) -> str:
-        return CrossingLevel.EXCEEDED if self.used > self.included else CrossingLevel.WARNING
 
     @property
     def percent(self) -> float:
@@ -268,32 +247,28 @@ class Candidate:
 
 
 def monitor_candidates(*, now: datetime) -> list[Candidate]:
-    """Every company/feature/period at or over the warning share, in one aggregate query
-    over counters joined with limits: its cost follows the number of companies (counters),
+    """Every company/feature/period at warning level or over its limit by ``usage_levels``
+    (the rule the dashboard and the company filter read), in one aggregate query over
+    counters joined with limits: its cost follows the number of companies (counters),
     never the number of events. Periods that closed within the last day plus the grace
     window are included, so a crossing in a period's last hours is not missed."""
     since = now - timedelta(days=1, hours=settings.USAGE_GRACE_HOURS)
-    dt = connection.ops.adapt_datetimefield_value
-    params = {
-        "now": dt(now),
-        "since": dt(since),
-        "warn": settings.USAGE_WARNING_PERCENT,
-        "canceled": CompanyStatus.CANCELED,
-    }
-    with connection.cursor() as cursor:
-        cursor.execute(_CANDIDATES_SQL, params)
-        rows = cursor.fetchall()
-    return [
-        Candidate(row[0], row[1], _aware(row[2]), _aware(row[3]), row[4], row[5], bool(row[6]), bool(row[7]))
-        for row in rows
-    ]
-
-
-def _aware(value) -> datetime:
-    """Raw SQLite cursors hand back naive times (or text); PostgreSQL aware ones."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if timezone.is_aware(value) else value.replace(tzinfo=UTC)
+    crossed = ThresholdCrossing.objects.filter(
+        company=OuterRef("company"), feature=OuterRef("feature"), period_start=OuterRef("period_start")
+    )
+    rows = (
+        usage_levels(now=now, since=since)
+        .annotate(
+            has_warning=Exists(crossed.filter(level=CrossingLevel.WARNING)),
+            has_exceeded=Exists(crossed.filter(level=CrossingLevel.EXCEEDED)),
+        )
+        .order_by("company_id", "feature_id", "period_start")
+        .values_list(
+            "company_id", "feature_id", "period_start", "period_end", "used", "included", "level",
+            "has_warning", "has_exceeded",
+        )
+    )
+    return [Candidate(*row) for row in rows]
 
 
 def _admin_link(obj) -> str:
