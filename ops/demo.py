@@ -1,15 +1,15 @@
 """Demo data for the ops spine: a welcome alert and a few ops tasks to click through.
 Idempotent: everything carries a dedup key."""
 
-from django.conf import settings
 from django.db import transaction
-from django.urls import reverse
 
+from core.links import admin_changelist_url
+from ops.models import Notification
 from ops.services import notify, ops_task_open
 
 
 def load(*, stdout) -> None:
-    outbox = settings.SITE_URL + reverse("admin:ops_notification_changelist")
+    outbox = admin_changelist_url(Notification)
     with transaction.atomic():
         alert = notify(
             kind="ops.demo",

@@ -16,10 +16,10 @@ from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Case, F, Value, When
-from django.urls import reverse
 from django.utils import timezone
 
 from audit.services import Actor, audit_record
+from core.links import admin_changelist_url
 from ops import gateways, messages
 from ops.models import (
     ACTIVE_TASK_STATUSES,
@@ -164,7 +164,7 @@ def _open_storm_summary(*, kind: str, window_start: datetime) -> Notification:
             title=f"Alert storm: more {kind} alerts than usual",
             text="",
             severity=Severity.WARNING,
-            link=_absolute(reverse("admin:ops_notification_changelist") + f"?kind={kind}"),
+            link=admin_changelist_url(Notification, kind=kind),
             dedup_key=key,
             slack_status=ChannelStatus.PENDING,
             email_to=list(settings.OPS_EMAILS),
@@ -182,16 +182,6 @@ def _open_storm_summary(*, kind: str, window_start: datetime) -> Notification:
         if locked.status == NotificationStatus.PENDING and locked.attempts == 0:
             return locked
     raise RuntimeError(f"no open storm summary for {kind} at {window_start}")
-
-
-def _absolute(path: str) -> str:
-    return settings.SITE_URL + path
-
-
-def admin_url(obj: models.Model) -> str:
-    """Absolute link to an object's admin page, for alerts and e-mails."""
-    meta = obj._meta
-    return _absolute(reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk]))
 
 
 # --- Alerts: delivery ------------------------------------------------------------------

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
@@ -28,6 +27,7 @@ from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from audit.services import Actor, Target, audit_record
+from core.links import admin_changelist_url, admin_url
 from ops.services import notify, ops_task_open
 from regions import routing
 from regions.gateways import ProbeResult, ProbeTarget, probe_many
@@ -55,10 +55,6 @@ class FailoverRefused(Exception):
         super().__init__(message)
         self.field = field
         self.conflict = conflict
-
-
-def _admin_url(path: str) -> str:
-    return f"{settings.SITE_URL}/admin/regions/{path}"
 
 
 def _ago(since: datetime | None, now: datetime) -> str:
@@ -134,7 +130,7 @@ def _alert_transition(*, region: Region, previous: str, policy: FailoverPolicy, 
     if region.is_active:
         return
     dedup = f"region.{region.slug}.{region.status}.{region.status_epoch}"
-    link = _admin_url(f"region/{region.pk}/change/")
+    link = admin_url(region)
     if region.status == RegionStatus.UNHEALTHY:
         notify(
             kind="region.unhealthy",
@@ -360,7 +356,7 @@ def gate_evaluate(*, now: datetime | None = None) -> GateOutcome:
                 f"Traffic stays on {active.name} because {why}. {how}"
             ),
             severity="info",
-            link=_admin_url("region/"),
+            link=admin_changelist_url(Region),
             dedup_key=f"region.failback_available.{preferred.slug}.{preferred.status_epoch}.{policy.epoch}",
         )
         return GateOutcome(
@@ -414,7 +410,7 @@ def _stranded(*, policy: FailoverPolicy, active: Region, now: datetime, kind: st
                     "Check the regions' /healthz from another network; fail over by hand if one is serving."
                 ),
                 severity="critical",
-                link=_admin_url("region/"),
+                link=admin_changelist_url(Region),
                 dedup_key=f"{kind}.{policy.epoch}.{now.isoformat()}",
                 fields={"Active": active.name, "Failing for": failing_for},
             )
@@ -436,7 +432,7 @@ def _clear_stranded(*, policy: FailoverPolicy, active: Region, now: datetime) ->
                 f"{policy.stranded_since:%Y-%m-%d %H:%M:%S} UTC ({_ago(policy.stranded_since, now)} ago)."
             ),
             severity="info",
-            link=_admin_url("region/"),
+            link=admin_changelist_url(Region),
             dedup_key=f"region.restored.{policy.epoch}.{policy.stranded_since.isoformat()}",
         )
 
@@ -520,7 +516,7 @@ def _switch(
 def _alert_failover(*, event: FailoverEvent, frm: Region | None, to: Region, now: datetime) -> None:
     frm_name = frm.name if frm else "(none)"
     failing = _ago(event.failing_since, now) if event.failing_since else "not failing"
-    link = _admin_url(f"failoverevent/{event.pk}/change/")
+    link = admin_url(event)
     title = f"Region {event.get_kind_display().lower()}: {frm_name} → {to.name}"
     text = (
         f"Traffic moved from {frm_name} to {to.name} "

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef
-from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Company, CompanyAPIKey, CompanyStatus
@@ -18,6 +17,7 @@ from accounts.selectors import company_owner_emails
 from audit.services import Actor, audit_record
 from billing.plans.models import Feature
 from core.errors import Conflict
+from core.links import admin_url
 from usage.models import (
     CrossingLevel,
     MonitorRun,
@@ -271,11 +271,6 @@ def monitor_candidates(*, now: datetime) -> list[Candidate]:
     return [Candidate(*row) for row in rows]
 
 
-def _admin_link(obj) -> str:
-    path = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
-    return f"{settings.SITE_URL}{path}"
-
-
 def _act_on_crossing(
     *, candidate: Candidate, level: str, crossing: ThresholdCrossing, company: Company, feature: Feature
 ) -> None:
@@ -493,7 +488,7 @@ def _post_run_summary(run: MonitorRun) -> None:
             ]
         ),
         severity=severity,
-        link=_admin_link(run),
+        link=admin_url(run),
         dedup_key=f"usage.monitor_run:{run.pk}",
         email_to=[],
         fields={

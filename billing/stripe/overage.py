@@ -29,7 +29,8 @@ from billing.plans.models import TierLimit
 from billing.stripe.customers import stripe_customer_ensure
 from billing.stripe.gateway import StripeClient, StripeGatewayError, stripe_client
 from billing.stripe.models import BillingEvent, BillingEventKind, BillingEventStatus, FeatureMeter
-from ops.services import admin_url, notify, ops_task_open
+from core.links import admin_url
+from ops.services import notify, ops_task_open
 
 logger = logging.getLogger(__name__)
 

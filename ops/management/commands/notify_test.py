@@ -6,9 +6,9 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
-from django.urls import reverse
 from django.utils import timezone
 
+from core.links import admin_changelist_url
 from ops.models import ChannelStatus, Notification, NotificationStatus
 from ops.services import notification_deliver, notify, slack_webhook_for
 
@@ -42,7 +42,7 @@ class Command(BaseCommand):
                     f"Sent by `manage.py notify_test` on {now:%Y-%m-%d %H:%M:%S} UTC.\n"
                     "What to do: nothing. If you can read this, this channel works."
                 ),
-                link=settings.SITE_URL + reverse("admin:ops_notification_changelist"),
+                link=admin_changelist_url(Notification),
                 email_to=options["email"],
                 fields={"Site": settings.SITE_URL},
             )
