@@ -3,17 +3,16 @@ plan list for the frontend (session or token) and the backend (API key)."""
 
 from __future__ import annotations
 
-from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.auth import CompanyAPIKeyAuthentication, HasCompanyAPIKey, IsCompanyUserOrAPIKey
-from accounts.models import Company, CompanyAPIKey
+from accounts.models import CompanyAPIKey
+from accounts.tenancy import request_company
 from billing.plans.models import Feature
 from usage.parsers import LimitedJSONParser
 from usage.selectors import plans_list, usage_summary
@@ -22,42 +21,6 @@ from usage.throttles import UsageIngestThrottle
 from usage.validation import validate_batch
 
 USER_OR_KEY_AUTH = [CompanyAPIKeyAuthentication, SessionAuthentication, TokenAuthentication]
-
-
-def _company_from_param(value: str) -> Company | None:
-    if "\x00" in value:  # no such slug, and PostgreSQL text cannot hold NUL
-        return None
-    # isascii(): "²".isdigit() is true, but int("²") fails.
-    lookup = {"pk": int(value)} if value.isascii() and value.isdigit() else {"slug": value}
-    return Company.objects.select_related("tier").filter(**lookup).first()
-
-
-def resolve_company(request) -> Company:
-    """The company a request is about. A key is its company; a user is one of their
-    companies (``?company=`` picks one); staff may name any company. Anything else is 404,
-    so a tenant cannot learn whether another company exists."""
-    wanted = request.query_params.get("company", "").strip()
-    if isinstance(request.auth, CompanyAPIKey):
-        company = request.auth.company
-        if wanted and wanted not in (str(company.pk), company.slug):
-            raise Http404
-        return company
-    user = request.user
-    if wanted:
-        company = _company_from_param(wanted)
-        if company is None:
-            raise Http404
-        if user.is_staff or company.memberships.filter(user=user).exists():
-            return company
-        raise Http404
-    companies = list(Company.objects.select_related("tier").filter(memberships__user=user)[:2])
-    if len(companies) == 1:
-        return companies[0]
-    if not companies:
-        if user.is_staff:
-            raise ValidationError({"company": ["Staff must name a company (?company=<slug>)."]})
-        raise Http404
-    raise ValidationError({"company": ["You belong to several companies: name one (?company=<slug>)."]})
 
 
 _events_schema = inline_serializer(
@@ -124,7 +87,9 @@ class UsageSummaryView(APIView):
         responses={200: dict},
     )
     def get(self, request):
-        return Response(usage_summary(company=resolve_company(request)))
+        wanted = request.query_params.get("company")
+        chosen = request_company(request, wanted, staff=request.user.is_staff, how_to_name=" (?company=<slug>)")
+        return Response(usage_summary(company=chosen.company))
 
 
 class PlansView(APIView):
