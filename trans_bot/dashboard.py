@@ -20,13 +20,12 @@ from billing.stripe.models import (
     StripeWebhookEvent,
     WebhookEventStatus,
 )
-from ops.models import Notification, NotificationStatus, OpsTask, TaskStatus
+from ops.models import ACTIVE_TASK_STATUSES, Notification, NotificationStatus, OpsTask
 from regions.models import Region
 from regions.selectors import policy_get, region_uptime, service_availability
 from usage.models import CrossingLevel, MonitorRun, ThresholdCrossing
 from usage.selectors import companies_at_usage_level
 
-OPEN_STATUSES = [TaskStatus.OPEN, TaskStatus.ACKNOWLEDGED]
 SEVERITY_ORDER = ["critical", "high", "medium", "low"]
 
 
@@ -63,7 +62,7 @@ def dashboard_overview(*, now: datetime | None = None) -> Overview:
         for r in Region.objects.order_by("order", "pk")
     ]
     counts = (
-        OpsTask.objects.filter(status__in=OPEN_STATUSES)
+        OpsTask.objects.filter(status__in=ACTIVE_TASK_STATUSES)
         .order_by()
         .values("severity")
         .annotate(n=Count("id"))
@@ -88,7 +87,7 @@ def dashboard_overview(*, now: datetime | None = None) -> Overview:
         tasks_by_severity={s: by_severity.get(s, 0) for s in SEVERITY_ORDER},
         tasks_open_total=sum(by_severity.values()),
         tasks_urgent=list(
-            OpsTask.objects.filter(status__in=OPEN_STATUSES)
+            OpsTask.objects.filter(status__in=ACTIVE_TASK_STATUSES)
             .select_related("company", "assignee")
             .annotate(rank=Case(*(When(severity=s, then=i) for i, s in enumerate(SEVERITY_ORDER)), default=9))
             .order_by("rank", F("due_at").asc(nulls_last=True), "-created_at")[:5]
