@@ -71,10 +71,12 @@ class PolicySerializer(serializers.Serializer):
 
 class AvailabilitySerializer(serializers.Serializer):
     slo_target = serializers.FloatField()
-    availability = serializers.FloatField(allow_null=True)
-    window_minutes = serializers.FloatField()
+    availability = serializers.FloatField(allow_null=True, help_text="Percent of the covered time that was up.")
+    window_start = serializers.DateTimeField(allow_null=True, help_text="The first probe counted.")
+    window_label = serializers.CharField(help_text='What the figures cover, e.g. "over the last 3 h".')
+    window_minutes = serializers.FloatField(help_text="Time the probes cover (at most 30 days).")
     downtime_minutes = serializers.FloatField()
-    error_budget_minutes = serializers.FloatField()
+    error_budget_minutes = serializers.FloatField(help_text="Downtime the SLO allows over the covered time.")
     error_budget_remaining_minutes = serializers.FloatField()
     meets_slo = serializers.BooleanField(allow_null=True)
 

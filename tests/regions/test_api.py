@@ -58,9 +58,11 @@ def test_status_lists_regions_with_uptime_policy_and_error_budget(ops_client, pr
     availability = body["availability"]
     assert availability["slo_target"] == 99.95
     assert availability["availability"] == 95.0
-    assert availability["error_budget_minutes"] == 21.6  # 0.05 % of 30 days
-    # 5 % of the ~7 days the probes cover is far more than the budget.
-    assert availability["error_budget_remaining_minutes"] < 0
+    # Each probe speaks for at most two 30 s intervals: 200 minutes are covered, 10 failed.
+    assert availability["window_label"] == "over the last 7 d"
+    assert (availability["window_minutes"], availability["downtime_minutes"]) == (200.0, 10.0)
+    assert availability["error_budget_minutes"] == 0.1  # 0.05 % of the 200 minutes
+    assert availability["error_budget_remaining_minutes"] == -9.9
     assert availability["meets_slo"] is False
 
 
