@@ -6,7 +6,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from accounts.models import Company, CompanyAPIKey, Membership, MembershipRole
+from accounts.models import Company, Membership, MembershipRole
 from billing.plans.periods import period_bounds
 
 
@@ -24,19 +24,3 @@ def company_owner_emails(company: Company) -> list[str]:
         .values_list("user__email", flat=True)
     )
     return list(dict.fromkeys(emails))
-
-
-def companies_of_user(user) -> list[Company]:
-    if user is None or not user.is_authenticated:
-        return []
-    return list(Company.objects.filter(memberships__user=user).select_related("tier"))
-
-
-def membership_role(*, user, company: Company) -> str | None:
-    return (
-        Membership.objects.filter(user=user, company=company).values_list("role", flat=True).first()
-    )
-
-
-def api_key_company(key: CompanyAPIKey) -> Company:
-    return key.company

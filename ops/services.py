@@ -338,8 +338,8 @@ def notifications_reclaim_stuck() -> int:
 
 
 def notifications_deliver_due(*, limit: int = 500) -> dict[str, int]:
-    """Deliver every due alert in this process (used by ``notify_test`` and tests; the beat
-    sweep fans the same ids out to workers instead)."""
+    """Deliver every due alert in this process, one after another. Tests drive delivery
+    with it; in production the beat sweep fans the same ids out to workers instead."""
     from ops.selectors import notifications_due
 
     results: dict[str, int] = {}
