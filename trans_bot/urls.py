@@ -9,6 +9,7 @@ api_v1 = [
     path("", include("regions.urls")),
     path("", include("usage.urls")),
     path("", include("billing.urls")),
+    path("", include("billing.plans.urls")),
 ]
 
 urlpatterns = [

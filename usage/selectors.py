@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from accounts.models import Company, CompanyStatus
 from accounts.selectors import company_period
+from billing.plans.pricing import LimitTerms, TierTerms, overage_units, recommend, tier_cost
 from usage.models import UsageCounter
 
 
@@ -61,10 +62,6 @@ def feature_levels(*, company: Company, now: datetime) -> dict[int, str]:
     return dict(usage_levels(now=now).filter(company=company).values_list("feature_id", "level"))
 
 
-def overage_units(used: int, included: int | None) -> int:
-    return 0 if included is None else max(0, used - included)
-
-
 _SUMMARY_SQL = """
 SELECT t.id, t.code, t.name, t.monthly_price, t.currency,
        f.id, f.code, f.name, f.unit,
@@ -97,62 +94,54 @@ class _Row:
     used: int
 
 
-def _feature_cost(used: int, included: int | None, unit_price: int) -> int:
-    return overage_units(used, included) * unit_price
-
-
 def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, Any]:
-    """The usage meter for the company's current period. A tier without a limit row for a
-    feature treats it as unlimited and free (a newly added feature alerts nobody), is
-    never the recommended plan, and is named by a system check (billing.W010)."""
+    """The usage meter for the company's current period, and what the period would cost
+    on every plan, priced by ``billing.plans.pricing`` (as the calculator is).
+
+    The recommended plan is the cheapest for the usage *projected* to the period's end,
+    among the tiers that set a limit for every feature the company uses: a tier without a
+    limit row for a used feature (named by the system check billing.W010) is never
+    recommended, the company's own tier included. On its own tier such a feature is
+    shown as unlimited and costs nothing (a newly added feature alerts and bills nobody)."""
     now = at or timezone.now()
     start, end = company_period(company, now)
+    own = company.tier_id
+    assert own is not None  # a company always has a tier (PROTECT, not null)
     with connection.cursor() as cursor:
         cursor.execute(
-            _SUMMARY_SQL, [company.pk, connection.ops.adapt_datetimefield_value(start), company.tier_id]
+            _SUMMARY_SQL, [company.pk, connection.ops.adapt_datetimefield_value(start), own]
         )
         rows = [_Row(*r) for r in cursor.fetchall()]
-    unconfigured: set[int] = set()
     for row in rows:
         if row.limit_id is None:
             row.included, row.overage_price = None, 0
-            unconfigured.add(row.tier_id)
 
     elapsed = max((now - start).total_seconds(), 0.0)
     length = (end - start).total_seconds()
     # Linear projection to the end of the period; none in its first hour (too noisy).
     factor = length / elapsed if elapsed >= 3600 else 1.0
 
-    tiers: dict[int, dict[str, Any]] = {}
+    limits: dict[int, dict[str, LimitTerms]] = {}
+    used: dict[str, int] = {}
     for row in rows:
-        tier = tiers.setdefault(
-            row.tier_id,
-            {
-                "code": row.tier_code,
-                "name": row.tier_name,
-                "monthly_price": row.price,
-                "currency": row.currency,
-                "limits": [],
-                "overage_cost": 0,
-                "projected_overage_cost": 0,
-            },
-        )
-        tier["limits"].append(
-            {
-                "feature": row.feature_code,
-                "included": row.included,
-                "overage_unit_price": row.overage_price,
-            }
-        )
-        tier["overage_cost"] += _feature_cost(row.used, row.included, row.overage_price)
-        tier["projected_overage_cost"] += _feature_cost(
-            int(row.used * factor), row.included, row.overage_price
-        )
+        limits.setdefault(row.tier_id, {})
+        if row.limit_id is not None:
+            limits[row.tier_id][row.feature_code] = LimitTerms(row.included, row.overage_price)
+        used[row.feature_code] = row.used
+    terms = {
+        row.tier_id: TierTerms(row.tier_code, row.tier_name, row.price, row.currency, limits=limits[row.tier_id])
+        for row in rows
+    }
+    projected = {code: int(n * factor) for code, n in used.items()}
+    so_far = {tier_id: tier_cost(tier=t, volumes=used) for tier_id, t in terms.items()}
+    ahead = {tier_id: tier_cost(tier=t, volumes=projected) for tier_id, t in terms.items()}
+    current_code = terms[own].code
+    advice = recommend(ahead.values(), current=current_code, usage="your projected usage this period")
 
     levels = feature_levels(company=company, now=now)
     features = []
     for row in rows:
-        if row.tier_id != company.tier_id:
+        if row.tier_id != own:
             continue
         included = row.included
         percent = None
@@ -174,54 +163,56 @@ def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, 
                 "overage_units": units,
                 "overage_unit_price": row.overage_price,
                 "overage_cost": units * row.overage_price,
-                "projected_used": int(row.used * factor),
+                "projected_used": projected[row.feature_code],
             }
         )
 
-    current = tiers[company.tier_id]
-    for tier in tiers.values():
-        tier["cost_at_current_usage"] = tier["monthly_price"] + tier["overage_cost"]
-        tier["projected_cost"] = tier["monthly_price"] + tier["projected_overage_cost"]
-    # Cheapest for this period's usage so far; ties go to the smaller plan (listed first).
-    # A tier missing a limit for some feature is not configured yet: never recommend it.
-    candidates = [t for tid, t in tiers.items() if tid not in unconfigured or tid == company.tier_id]
-    recommended = min(candidates, key=lambda t: t["cost_at_current_usage"])
     upgrade_tiers = []
-    for tier_id, tier in tiers.items():
+    for tier_id, tier in terms.items():
         upgrade_tiers.append(
             {
-                "code": tier["code"],
-                "name": tier["name"],
-                "monthly_price": tier["monthly_price"],
-                "currency": tier["currency"],
-                "limits": tier["limits"],
-                "cost_at_current_usage": tier["cost_at_current_usage"],
-                "projected_cost": tier["projected_cost"],
-                "current": tier_id == company.tier_id,
-                "recommended": tier is recommended,
+                "code": tier.code,
+                "name": tier.name,
+                "monthly_price": tier.monthly_price,
+                "currency": tier.currency,
+                "limits": [
+                    {"feature": r.feature_code, "included": r.included, "overage_unit_price": r.overage_price}
+                    for r in rows
+                    if r.tier_id == tier_id
+                ],
+                "cost_at_current_usage": so_far[tier_id].total,
+                "projected_overage_cost": ahead[tier_id].overage,
+                "projected_cost": ahead[tier_id].total,
+                "offered": ahead[tier_id].offered,
+                "not_offered": list(ahead[tier_id].not_offered),
+                "current": tier_id == own,
+                "recommended": tier.code == advice.code,
             }
         )
+    current_so_far, current_ahead = so_far[own], ahead[own]
+    current = terms[own]
     return {
         "company": {"id": company.pk, "slug": company.slug, "name": company.name, "status": company.status},
         "period": {"start": start, "end": end},
         "tier": {
-            "code": current["code"],
-            "name": current["name"],
-            "monthly_price": current["monthly_price"],
-            "currency": current["currency"],
+            "code": current.code,
+            "name": current.name,
+            "monthly_price": current.monthly_price,
+            "currency": current.currency,
         },
         "features": features,
         "totals": {
-            "currency": current["currency"],
-            "base_price": current["monthly_price"],
-            "overage_cost": current["overage_cost"],
-            "total_so_far": current["cost_at_current_usage"],
-            "projected_overage_cost": current["projected_overage_cost"],
-            "projected_total": current["projected_cost"],
+            "currency": current.currency,
+            "base_price": current.monthly_price,
+            "overage_cost": current_so_far.overage,
+            "total_so_far": current_so_far.total,
+            "projected_overage_cost": current_ahead.overage,
+            "projected_total": current_ahead.total,
         },
         "upgrade": {
-            "recommended": recommended["code"],
-            "suggested": recommended is not current,
+            "recommended": advice.code,
+            "suggested": advice.code is not None and advice.code != current_code,
+            "reason": advice.reason,
             "tiers": upgrade_tiers,
         },
     }

@@ -30,8 +30,8 @@ def use(company, feature: str, used: int, start=NOV, end=DEC):
     )
 
 
-def summary(client, **params):
-    with time_machine.travel(MID_NOVEMBER, tick=False):
+def summary(client, at=MID_NOVEMBER, **params):
+    with time_machine.travel(at, tick=False):
         r = client.get(URL, params)
     assert r.status_code == 200, r.content
     return r.json()
@@ -139,6 +139,51 @@ def test_heavy_usage_recommends_the_cheapest_plan_for_it(acme, key_client):
         "enterprise": 99900,
     }
     assert recommended(body) == ["enterprise"]
+
+
+def test_the_recommendation_prices_the_usage_projected_to_the_periods_end(acme, key_client):
+    # Half the period gone: 2,000 quotes and 9 jobs so far cost less on Starter than Pro's
+    # price, but the period is heading for 4,000 quotes and 18 jobs.
+    use(acme, "quotes", 2_000)
+    use(acme, "bulk_jobs", 9)
+    body = summary(key_client(acme))
+    assert costs(body)["starter"] == 4900 + 1000 * 5 < 19900
+    projected = {t["code"]: t["projected_cost"] for t in body["upgrade"]["tiers"]}
+    assert projected == {"starter": 4900 + 3000 * 5 + 8 * 200, "pro": 19900, "enterprise": 99900}
+    assert recommended(body) == ["pro"] and body["upgrade"]["suggested"] is True
+    assert body["upgrade"]["reason"] == (
+        "Pro is the cheapest plan for your projected usage this period: 199.00 USD, "
+        "16.00 USD less than your plan, Starter (215.00 USD)."
+    )
+
+
+def test_a_company_far_over_pro_early_in_the_period_is_told_enterprise(make_company, key_client):
+    over_the_road = make_company("pro")
+    use(over_the_road, "quotes", 12_400)  # 124 % of Pro on day 3 of 30: heading for 124,000
+    body = summary(key_client(over_the_road), at=datetime(2026, 11, 4, tzinfo=UTC))
+    projected = {t["code"]: t["projected_cost"] for t in body["upgrade"]["tiers"]}
+    assert projected["pro"] == 19900 + 114_000 * 3
+    assert projected["enterprise"] == 99900 + 24_000 * 1
+    assert body["upgrade"]["recommended"] == "enterprise"
+    assert body["totals"]["projected_total"] == projected["pro"]
+
+
+def test_the_own_tier_without_a_limit_for_a_used_feature_is_not_recommended(make_company, key_client):
+    from billing.plans.models import Tier
+
+    loads = Feature.objects.create(code="loads", name="Loads", order=9)
+    TierLimit.objects.create(tier=Tier.objects.get(code="enterprise"), feature=loads, included=None)
+    pro = make_company("pro")
+    use(pro, "loads", 5)  # free on Pro (no limit row), but Pro does not offer loads
+    body = summary(key_client(pro))
+    assert costs(body)["pro"] == 19900
+    tiers = {t["code"]: t for t in body["upgrade"]["tiers"]}
+    assert (tiers["pro"]["offered"], tiers["pro"]["not_offered"]) == (False, ["loads"])
+    assert recommended(body) == ["enterprise"]
+    assert body["upgrade"]["reason"] == (
+        "Enterprise is the only plan that includes every feature you use (999.00 USD). "
+        "Your plan, Pro, has no limit set for loads."
+    )
 
 
 def test_the_comparison_lists_each_plans_limits(acme, key_client):

@@ -1,0 +1,173 @@
+"""What a period costs on a tier: the one pricing rule.
+
+The pricing calculator (``GET /api/v1/plans/quote/``), the usage summary's plan
+comparison and the account pages' plan table all price volumes here, so they cannot
+disagree. Pure functions over plain values: the callers load the catalogue (one query
+each) and pass its terms in.
+
+A tier's cost for a period = its monthly price + for every feature, the units beyond what
+it includes × its overage unit price. An unlimited feature costs nothing beyond the base.
+A tier with no limit row for a feature that is used does not *offer* that feature: the
+feature is priced at nothing (as the meter treats it, so nobody is billed for a feature
+before limits are set) but the tier is marked not offered and is never recommended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from core.money import format_money
+
+
+@dataclass(frozen=True)
+class LimitTerms:
+    """What a tier includes of one feature (``None`` = unlimited) and the price per unit beyond."""
+
+    included: int | None
+    overage_unit_price: int
+
+
+@dataclass(frozen=True)
+class TierTerms:
+    code: str
+    name: str
+    monthly_price: int
+    currency: str
+    order: int = 0
+    limits: Mapping[str, LimitTerms] = field(default_factory=dict)  # feature code → terms
+
+
+@dataclass(frozen=True)
+class FeatureCost:
+    feature: str
+    volume: int
+    included: int | None
+    overage_units: int
+    overage_unit_price: int
+    overage_cost: int
+    offered: bool
+
+
+@dataclass(frozen=True)
+class TierCost:
+    """A tier's cost for a period's volumes, in the tier's currency (minor units)."""
+
+    code: str
+    name: str
+    currency: str
+    base: int
+    features: tuple[FeatureCost, ...]
+    overage: int
+    total: int
+    not_offered: tuple[str, ...]  # used features the tier has no limit for
+
+    @property
+    def offered(self) -> bool:
+        return not self.not_offered
+
+
+def overage_units(volume: int, included: int | None) -> int:
+    return 0 if included is None else max(0, volume - included)
+
+
+def tier_cost(*, tier: TierTerms, volumes: Mapping[str, int]) -> TierCost:
+    """Base + overage per feature for ``volumes`` (feature code → units in the period).
+    Features the tier has limits for but that are absent from ``volumes`` count as 0."""
+    features: list[FeatureCost] = []
+    not_offered: list[str] = []
+    for code in dict.fromkeys([*tier.limits, *volumes]):
+        volume = int(volumes.get(code, 0))
+        if volume < 0:
+            raise ValueError(f"{code}: a volume cannot be negative ({volume})")
+        terms = tier.limits.get(code)
+        if terms is None:
+            if volume > 0:
+                not_offered.append(code)
+            features.append(FeatureCost(code, volume, None, 0, 0, 0, offered=volume == 0))
+            continue
+        units = overage_units(volume, terms.included)
+        features.append(
+            FeatureCost(
+                code,
+                volume,
+                terms.included,
+                units,
+                terms.overage_unit_price,
+                units * terms.overage_unit_price,
+                offered=True,
+            )
+        )
+    overage = sum(f.overage_cost for f in features)
+    return TierCost(
+        code=tier.code,
+        name=tier.name,
+        currency=tier.currency,
+        base=tier.monthly_price,
+        features=tuple(features),
+        overage=overage,
+        total=tier.monthly_price + overage,
+        not_offered=tuple(not_offered),
+    )
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    code: str | None  # None: no tier offers every used feature
+    reason: str
+
+
+def recommend(
+    costs: Iterable[TierCost], *, current: str | None = None, usage: str = "this usage"
+) -> Recommendation:
+    """The cheapest tier that offers every used feature; ties go to the tier listed first
+    (pass ``costs`` in comparison order, smaller plans first). Only tiers in the currency
+    of the current tier (or of the first tier) compete: prices in two currencies do not
+    compare. ``reason`` says why in a sentence a customer can read; ``usage`` names the
+    volumes priced ("your projected usage this period")."""
+    costs = list(costs)
+    if not costs:
+        return Recommendation(None, "No plan is offered.")
+    by_code = {c.code: c for c in costs}
+    currency = by_code[current].currency if current in by_code else costs[0].currency
+    candidates = [c for c in costs if c.offered and c.currency == currency]
+    if not candidates:
+        missing = sorted({code for c in costs for code in c.not_offered})
+        return Recommendation(
+            None,
+            f"No plan includes every feature you use ({', '.join(missing)}); contact us for a quote.",
+        )
+    best = min(candidates, key=lambda c: c.total)  # min() keeps the first of equals
+    mine = by_code.get(current) if current is not None else None
+    money = format_money(best.total, best.currency)
+
+    def cheaper_than(other: TierCost, label: str) -> str:
+        if other.total == best.total:
+            return f"{best.name} costs the same as {label} ({money}) for {usage} and is listed first."
+        saving = format_money(other.total - best.total, best.currency)
+        return (
+            f"{best.name} is the cheapest plan for {usage}: {money}, "
+            f"{saving} less than {label} ({format_money(other.total, other.currency)})."
+        )
+
+    others = [c for c in candidates if c is not best]
+    if mine is not None and mine is not best and mine in candidates:
+        reason = cheaper_than(mine, f"your plan, {mine.name}")
+    elif others:
+        runner_up = min(others, key=lambda c: c.total)
+        reason = cheaper_than(runner_up, runner_up.name)
+    else:
+        reason = f"{best.name} is the only plan that includes every feature you use ({money})."
+    if mine is not None and not mine.offered:
+        reason += f" Your plan, {mine.name}, has no limit set for {', '.join(mine.not_offered)}."
+    return Recommendation(best.code, reason)
+
+
+def savings(costs: Iterable[TierCost], *, cheapest: str | None) -> dict[str, int]:
+    """For every tier: how much more it costs than the cheapest (0 for the cheapest itself);
+    tiers in another currency, or with no cheapest, are left out."""
+    costs = list(costs)
+    best = next((c for c in costs if c.code == cheapest), None)
+    if best is None:
+        return {}
+    return {c.code: c.total - best.total for c in costs if c.currency == best.currency}
