@@ -23,8 +23,8 @@ class MembershipInline(admin.TabularInline):
 class CompanyAPIKeyInline(admin.TabularInline):
     model = CompanyAPIKey
     extra = 0
-    fields = ["name", "prefix", "created", "last_used_at", "revoked", "expiry_date"]
-    readonly_fields = fields
+    readonly_fields = ("name", "prefix", "created", "last_used_at", "revoked", "expiry_date")
+    fields = readonly_fields
     can_delete = False
     show_change_link = True
 

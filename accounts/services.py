@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
 from django.db import transaction
 
@@ -22,7 +23,8 @@ def company_api_key_create(
 ) -> tuple[CompanyAPIKey, str]:
     """Create a key and return it with its secret, which is shown once and never stored."""
     with transaction.atomic():
-        key, secret = CompanyAPIKey.objects.create_key(company=company, name=name, expiry_date=expiry_date)
+        created, secret = CompanyAPIKey.objects.create_key(company=company, name=name, expiry_date=expiry_date)
+        key = cast(CompanyAPIKey, created)  # the library types create_key with its abstract base
         audit_record(
             action="billing.api_key.create",
             actor=actor,

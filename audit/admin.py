@@ -1,6 +1,7 @@
 import json
 
 from django.contrib import admin
+from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 from django.utils.html import format_html
@@ -33,7 +34,7 @@ class AuditLogAdmin(ReadOnlyAdmin):
         )}),
         ("Tamper evidence", {"fields": ("prev_hash", "hash")}),
     )
-    readonly_fields = [f for fs in fieldsets for f in fs[1]["fields"]]
+    readonly_fields = flatten_fieldsets(fieldsets)
 
     @admin.display(description="details")
     def pretty_details(self, obj):

@@ -8,7 +8,8 @@ the related objects are saved.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Set
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.db import models
@@ -16,7 +17,7 @@ from django.db import models
 from audit.services import SECRET_FIELDS, Actor, audit_record, json_safe
 
 
-def snapshot(obj: models.Model | None, *, exclude: set[str] = frozenset()) -> dict[str, Any]:
+def snapshot(obj: models.Model | None, *, exclude: Set[str] = frozenset()) -> dict[str, Any]:
     if obj is None or obj.pk is None:
         return {}
     data: dict[str, Any] = {}
@@ -39,7 +40,14 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, A
     return changed
 
 
-class AuditedAdminMixin:
+if TYPE_CHECKING:
+    # The mixins are only ever mixed into ModelAdmins: let the type checker see ``model`` and the super() hooks.
+    _AdminBase = admin.ModelAdmin[Any]
+else:
+    _AdminBase = object
+
+
+class AuditedAdminMixin(_AdminBase):
     audit_exclude: set[str] = {"last_login"}
 
     def audit_company(self, obj: models.Model) -> models.Model | None:

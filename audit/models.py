@@ -9,6 +9,8 @@ On PostgreSQL a trigger rejects UPDATE, DELETE and TRUNCATE; the ORM refuses as 
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 
 
@@ -17,13 +19,14 @@ class AppendOnlyError(Exception):
 
 
 class AuditLogQuerySet(models.QuerySet):
-    def update(self, **kwargs):
+    def update(self, **kwargs: Any) -> int:
         raise AppendOnlyError("audit records cannot be updated")
 
-    def delete(self):
+    def delete(self) -> tuple[int, dict[str, int]]:
         raise AppendOnlyError("audit records cannot be deleted")
 
-    _raw_delete = delete
+    def _raw_delete(self, using: str | None) -> int:
+        raise AppendOnlyError("audit records cannot be deleted")
 
 
 class ActorType(models.TextChoices):

@@ -1,5 +1,6 @@
 import re
 import uuid
+from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -25,13 +26,13 @@ class RequestContextMiddleware:
     """Gives every request an id (the caller's ``X-Request-ID`` when it is sane) and
     binds it, with the client address, for the audit trail; echoes the id back."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         given = request.META.get("HTTP_X_REQUEST_ID", "")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
-        request.request_id = request_id
+        request.request_id = request_id  # type: ignore[attr-defined]  # our own attribute, HttpRequest has none
         token = context.bind(context.RequestContext(request_id=request_id, ip=client_ip(request), request=request))
         try:
             response = self.get_response(request)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import flatten_fieldsets
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
@@ -166,7 +168,7 @@ class OpsTaskAdmin(AuditedModelAdmin):
             "form": form,
             "action": action,
             "verb": verb,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/ops/opstask/note_action.html", context)
 
@@ -199,7 +201,7 @@ class NotificationAdmin(ReadOnlyAdmin):
         )}),
         ("Dedup and storms", {"fields": ("dedup_key", "is_summary", "folded_into", "created_at")}),
     )
-    readonly_fields = [f for fs in fieldsets for f in fs[1]["fields"]]
+    readonly_fields = flatten_fieldsets(fieldsets)
 
     def changelist_view(self, request, extra_context=None):
         if request.method == "GET" and not services.slack_is_configured():

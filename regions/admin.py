@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import unquote
 from django.db import transaction
 from django.db.models import Count, Q
@@ -138,7 +139,7 @@ class RegionAdmin(RegionsAdmin):
             "Probe",
             {"fields": ["health_path", "probe_timeout", "expected_status", "body_contains", "drill_fail"]},
         ),
-        ("Live state", {"fields": readonly_fields}),
+        ("Live state", {"fields": [*readonly_fields]}),
     ]
     audit_exclude = {"last_login", "status_epoch", *readonly_fields}
 
@@ -207,7 +208,7 @@ class RegionAdmin(RegionsAdmin):
                 "region": region,
                 "active": active,
                 "form": form,
-                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
             },
         )
 

@@ -115,8 +115,8 @@ class FailoverRequestSerializer(serializers.Serializer):
 
 
 class FailoverEventSerializer(serializers.ModelSerializer):
-    from_region = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    to_region = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    from_region: serializers.SlugRelatedField[Region] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    to_region: serializers.SlugRelatedField[Region] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
 
     class Meta:
         model = FailoverEvent

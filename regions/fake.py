@@ -110,6 +110,7 @@ class FakeRegionServer(ThreadingHTTPServer):
     @property
     def base_url(self) -> str:
         host, port = self.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server's address is a str
         return f"http://{host}:{port}"
 
     def set_mode(self, mode: str) -> None:

@@ -4,6 +4,7 @@ is open for them, what the nightly monitor found and what was billed."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,7 +42,7 @@ class Overview:
     companies_warning_now: int
     companies_exceeded_now: int
     crossings_this_month: dict[str, int]
-    billed_this_month: list[dict[str, Any]]
+    billed_this_month: Sequence[Mapping[str, Any]]
     billing_failed: int
     webhooks_failed: int
     alerts_failed: int

@@ -21,6 +21,10 @@ class UsageIngestThrottle(SimpleRateThrottle):
     """
 
     scope = "usage_ingest"
+    # Set by SimpleRateThrottle.__init__ from the rate, which allow_request checks first.
+    num_requests: int
+    duration: int
+    window_ends: float
 
     def get_rate(self):
         # Read at request time, so a changed setting applies without a restart of the class.
@@ -52,7 +56,10 @@ class UsageIngestThrottle(SimpleRateThrottle):
             # (Django's cache.incr() costs an EXISTS first, and add() another trip.)
             full_key = self.cache.make_and_validate_key(key)
             client = self.cache._cache.get_client(full_key, write=True)
-            count, _ = client.pipeline().incr(full_key).expire(full_key, ttl, nx=True).execute()
+            pipe = client.pipeline()
+            pipe.incr(full_key)
+            pipe.expire(full_key, ttl, nx=True)
+            count, _ = pipe.execute()
             return int(count)
         self.cache.add(key, 0, timeout=ttl)
         try:

@@ -140,6 +140,8 @@ def validate_batch(
 
         if str(index) in errors:
             continue
+        # Every check above passed, so these are what they were checked to be.
+        assert feature_id is not None and isinstance(code, str) and isinstance(key, str)
         when = occurred_at or now
         if start <= when < end:
             p_start, p_end = start, end

@@ -5,6 +5,8 @@ Takes the model classes as arguments so the migration can pass its historical mo
 
 from __future__ import annotations
 
+from typing import Any
+
 # code, name, monthly price (cents), order
 DEFAULT_TIERS = [
     ("starter", "Starter", 4_900, 10),
@@ -32,7 +34,8 @@ DEFAULT_LIMITS = {
 CURRENCY = "USD"
 
 
-def install_default_catalogue(*, Tier, Feature, TierLimit) -> None:  # noqa: N803
+# Any: the migration passes historical model classes, which no static type describes.
+def install_default_catalogue(*, Tier: Any, Feature: Any, TierLimit: Any) -> None:  # noqa: N803
     """Create whatever of the default catalogue is missing; never overwrite edits."""
     tiers = {}
     for code, name, price, order in DEFAULT_TIERS:

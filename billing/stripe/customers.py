@@ -44,4 +44,5 @@ def stripe_customer_ensure(*, company: Company, client: StripeClient | None = No
                 details={"customer_id": customer["id"]},
             )
     mapping.refresh_from_db()
+    assert mapping.customer_id, "set just now, by this call or by the one that raced it"
     return mapping.customer_id

@@ -18,6 +18,7 @@ from typing import Any
 
 import stripe
 from django.conf import settings
+from stripe.params.billing import MeterEventSummaryListParams
 
 DUPLICATE_METER_EVENT = "An event already exists with identifier"
 
@@ -100,13 +101,10 @@ class StripeClient:
         if not api_key:
             raise StripeGatewayError("STRIPE_SECRET_KEY is not configured", retryable=False)
         base = api_base if api_base is not None else settings.STRIPE_API_BASE
-        base_addresses: dict[str, str] = {}
-        if base:
-            base_addresses = {"api": base, "connect": base, "files": base, "meter_events": base}
         self._client = stripe.StripeClient(
             api_key,
             stripe_version=api_version or settings.STRIPE_API_VERSION,
-            base_addresses=base_addresses,  # type: ignore[arg-type]
+            base_addresses={"api": base, "connect": base, "files": base, "meter_events": base} if base else {},
             max_network_retries=(
                 settings.STRIPE_MAX_NETWORK_RETRIES if max_network_retries is None else max_network_retries
             ),
@@ -146,13 +144,13 @@ class StripeClient:
 
     def meter_event_total(self, *, meter_id: str, customer_id: str, start: datetime, end: datetime) -> int:
         """Stripe's aggregated value of a meter for a customer over [start, end)."""
-        params = {
+        params: MeterEventSummaryListParams = {
             "customer": customer_id,
             "start_time": int(start.timestamp()),
             "end_time": int(end.timestamp()),
         }
         try:
-            page = self._client.v1.billing.meters.event_summaries.list(meter_id, params=params)  # type: ignore[arg-type]
+            page = self._client.v1.billing.meters.event_summaries.list(meter_id, params=params)
         except stripe.StripeError as exc:
             raise _translate(exc) from exc
         return int(sum(summary.aggregated_value for summary in page.data))

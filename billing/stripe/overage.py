@@ -13,8 +13,10 @@ report at a time.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -57,7 +59,7 @@ class OverageRunResult:
         return {k: v for k, v in self.__dict__.items() if k != "new_events"}
 
 
-def overage_candidates(*, now: datetime) -> list[dict[str, Any]]:
+def overage_candidates(*, now: datetime) -> list[Mapping[str, Any]]:
     """Counters over their tier's limit in current periods and in periods closed within
     the lookback, for features mapped to a Stripe meter. Aggregate query: its cost grows
     with over-limit counters, not with events."""
@@ -91,7 +93,7 @@ def overage_candidates(*, now: datetime) -> list[dict[str, Any]]:
     return list(rows)
 
 
-def overage_plan(*, row: dict[str, Any], now: datetime) -> BillingEvent | None:
+def overage_plan(*, row: Mapping[str, Any], now: datetime) -> BillingEvent | None:
     """Create the pending report of the new overage units of one company, feature and
     period (current overage minus what earlier reports carried), or None if nothing is
     new. Two workers computing the same next sequence collide on the unique constraint;
@@ -141,7 +143,7 @@ def overage_plan(*, row: dict[str, Any], now: datetime) -> BillingEvent | None:
                     company=Company.objects.get(pk=row["company_id"]),
                     details={"identifier": event.identifier, "units": new_units, "amount": event.amount},
                 )
-                transaction.on_commit(lambda pk=event.pk: _enqueue_send(pk))
+                transaction.on_commit(partial(_enqueue_send, event.pk))
         except IntegrityError:
             continue  # another worker planned this sequence first: look again
         return event
@@ -260,6 +262,8 @@ def billing_event_send(*, billing_event_id: int, client: StripeClient | None = N
     if not claimed:
         return "skipped"
     event = BillingEvent.objects.select_related("company", "feature__stripe_meter").get(pk=billing_event_id)
+    # overage_plan sets all three on every overage report.
+    assert event.feature is not None and event.identifier is not None and event.meter_timestamp is not None
     client = client or stripe_client()
     try:
         customer_id = stripe_customer_ensure(company=event.company, client=client)

@@ -48,6 +48,8 @@ def billing_reconcile(
     )
     for mapping in mappings:
         company = mapping.company
+        customer_id = mapping.customer_id
+        assert customer_id is not None  # excluded by the query
         if previous:
             start, end = previous_period_bounds(company.billing_anchor_day, at)
         else:
@@ -68,7 +70,7 @@ def billing_reconcile(
             row = ReconcileRow(company, meter.feature, start, end, ours, None, unsent)
             try:
                 row.theirs = client.meter_event_total(
-                    meter_id=meter.meter_id, customer_id=mapping.customer_id, start=start, end=end
+                    meter_id=meter.meter_id, customer_id=customer_id, start=start, end=end
                 )
             except StripeGatewayError as exc:
                 row.error = str(exc)

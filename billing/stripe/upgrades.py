@@ -191,12 +191,14 @@ def _pending_checkout(
 
 
 def _checkout_answer(request: BillingEvent, url: str | None) -> dict[str, Any]:
+    assert request.to_tier is not None  # a plan change always names its tier
     return {"action": "checkout", "url": url, "tier": request.to_tier.code, "billing_event": request.pk}
 
 
 def _start_checkout(
     *, company: Company, request: BillingEvent, price: TierPrice, client: StripeClient
 ) -> dict[str, Any]:
+    assert request.to_tier is not None  # a plan change always names its tier
     customer_id = stripe_customer_ensure(company=company, client=client)
     return_url = settings.BILLING_RETURN_URL
     session = client.checkout_session_create(
@@ -231,6 +233,8 @@ def _change_subscription(
     actor: Actor,
     client: StripeClient,
 ) -> dict[str, Any]:
+    # Called only with a live subscription, for a plan change (which always names its tier).
+    assert mapping.subscription_id is not None and request.to_tier is not None
     current = client.subscription_retrieve(mapping.subscription_id)
     sub = client.subscription_update_items(
         subscription_id=mapping.subscription_id,

@@ -8,8 +8,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         result = audit_verify_chain()
-        if not result.ok:
-            b = result.broken
+        b = result.broken
+        if b is not None:
             where = f"record #{b.seq}" + (f" (id {b.pk})" if b.pk is not None else "")
             raise CommandError(
                 f"audit chain BROKEN at {where}: {b.reason}. "

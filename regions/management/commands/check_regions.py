@@ -21,6 +21,7 @@ class Command(BaseCommand):
         for slug, status in report.transitions.items():
             self.stdout.write(f"{slug} is now {status}")
         gate = report.gate
+        assert gate is not None  # a cycle always ends by asking the gate
         self.stdout.write(f"gate: {gate.action}" + (f" ({gate.detail})" if gate.detail else ""))
         if gate.event is not None:
             self.stdout.write(self.style.WARNING(f"traffic moved: {gate.event}"))

@@ -95,6 +95,7 @@ class Command(BaseCommand):
         )
         self.stdout.write(f"detection: {detected:.2f} s" if detected is not None else "detection: not detected")
         if event:
+            assert event.to_region is not None  # a failover names its target; only deleting a region clears it
             self.stdout.write(self.style.SUCCESS(f"RTO: {switched:.2f} s — traffic moved to {event.to_region.name}"))
         else:
             self.stdout.write(self.style.ERROR(f"no failover within {timeout:g} s (pin? cooldown? standby?)"))
