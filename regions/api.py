@@ -26,6 +26,23 @@ class CanFailOver(permissions.BasePermission):
         return bool(user and user.is_authenticated and user.is_staff and user.has_perm("regions.fail_over"))
 
 
+class CanViewRegions(permissions.BasePermission):
+    """Staff holding ``regions.view_region`` or ``regions.fail_over`` (who may move traffic
+    may see where it is). The status names internal base URLs and the probes' last
+    errors, which are not for customers."""
+
+    message = "Region status is for staff with the 'regions.view_region' permission."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(
+            user
+            and user.is_authenticated
+            and user.is_staff
+            and (user.has_perm("regions.view_region") or user.has_perm("regions.fail_over"))
+        )
+
+
 class RegionStatusSerializer(serializers.ModelSerializer):
     uptime = serializers.SerializerMethodField()
 
@@ -89,7 +106,11 @@ class RegionsStatusSerializer(serializers.Serializer):
 
 
 class RegionsStatusView(APIView):
-    @extend_schema(responses=RegionsStatusSerializer, summary="Live region status, uptime and SLO")
+    permission_classes = [CanViewRegions]
+
+    @extend_schema(
+        responses=RegionsStatusSerializer, summary="Live region status, uptime and SLO (staff: regions.view_region)"
+    )
     def get(self, request):
         policy = policy_get()
         regions = list(Region.objects.order_by("order", "pk"))

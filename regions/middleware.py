@@ -31,7 +31,8 @@ class RegionRoutingMiddleware:
         if response is None:
             response = self.get_response(request)
         response["X-Region"] = self.region
-        response["X-Active-Region"] = state.active or self.region
+        # Read again: a failover this request made has published the new state by now.
+        response["X-Active-Region"] = routing.current().active or self.region
         return response
 
     def _route(self, request: HttpRequest, state: routing.RoutingState) -> HttpResponse | None:

@@ -29,23 +29,46 @@ from usage.selectors import companies_at_usage_level
 
 SEVERITY_ORDER = ["critical", "high", "medium", "low"]
 
+# Each part of the dashboard is shown to whoever may open the admin page behind it: a
+# staff account without permissions sees no figures (and costs no queries).
+SECTION_PERMISSIONS = {
+    "regions": "regions.view_region",
+    "tasks": "ops.view_opstask",
+    "usage": "accounts.view_company",
+    "crossings": "usage.view_thresholdcrossing",
+    "monitor": "usage.view_monitorrun",
+    "billing": "billing.view_billingevent",
+    "webhooks": "billing.view_stripewebhookevent",
+    "alerts": "ops.view_notification",
+}
+
+
+def dashboard_sections(user: Any) -> frozenset[str]:
+    """The parts of the dashboard ``user`` may see (``SECTION_PERMISSIONS``)."""
+    if not (user and user.is_active and user.is_staff):
+        return frozenset()
+    return frozenset(name for name, perm in SECTION_PERMISSIONS.items() if user.has_perm(perm))
+
 
 @dataclass(frozen=True)
 class Overview:
-    regions: list[dict[str, Any]]
+    """What the dashboard shows; a part the user may not see (not in ``visible``) is None."""
+
+    visible: frozenset[str]
+    regions: list[dict[str, Any]] | None
     policy: Any
     availability: Any
-    tasks_by_severity: dict[str, int]
-    tasks_open_total: int
-    tasks_urgent: list[OpsTask]
+    tasks_by_severity: dict[str, int] | None
+    tasks_open_total: int | None
+    tasks_urgent: list[OpsTask] | None
     monitor_last: MonitorRun | None
-    companies_warning_now: int
-    companies_exceeded_now: int
-    crossings_this_month: dict[str, int]
-    billed_this_month: Sequence[Mapping[str, Any]]
-    billing_failed: int
-    webhooks_failed: int
-    alerts_failed: int
+    companies_warning_now: int | None
+    companies_exceeded_now: int | None
+    crossings_this_month: dict[str, int] | None
+    billed_this_month: Sequence[Mapping[str, Any]] | None
+    billing_failed: int | None
+    webhooks_failed: int | None
+    alerts_failed: int | None
     slack_on: bool
     generated_at: datetime
 
@@ -54,53 +77,80 @@ def _month_start(now: datetime) -> datetime:
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def dashboard_overview(*, now: datetime | None = None) -> Overview:
+def dashboard_overview(*, user: Any, now: datetime | None = None) -> Overview:
+    """The dashboard as ``user`` may see it (``dashboard_sections``)."""
     now = now or timezone.now()
     month = _month_start(now)
-    uptime = region_uptime(now=now)
-    regions = [
-        {"region": r, "uptime": uptime.get(r.pk, {})}
-        for r in Region.objects.order_by("order", "pk")
-    ]
-    counts = (
-        OpsTask.objects.filter(status__in=ACTIVE_TASK_STATUSES)
-        .order_by()
-        .values("severity")
-        .annotate(n=Count("id"))
-    )
-    by_severity = {row["severity"]: row["n"] for row in counts}
-    crossings = ThresholdCrossing.objects.filter(created_at__gte=month).aggregate(
-        warning=Count("id", filter=Q(level=CrossingLevel.WARNING)),
-        exceeded=Count("id", filter=Q(level=CrossingLevel.EXCEEDED)),
-    )
-    billed = list(
-        BillingEvent.objects.filter(
-            kind=BillingEventKind.OVERAGE, status=BillingEventStatus.SENT, sent_at__gte=month
+    visible = dashboard_sections(user)
+    regions = policy = availability = None
+    if "regions" in visible:
+        uptime = region_uptime(now=now)
+        regions = [
+            {"region": r, "uptime": uptime.get(r.pk, {})}
+            for r in Region.objects.order_by("order", "pk")
+        ]
+        policy = policy_get()
+        availability = service_availability(now=now)
+    by_severity: dict[str, int] | None = None
+    urgent: list[OpsTask] | None = None
+    if "tasks" in visible:
+        counts = (
+            OpsTask.objects.filter(status__in=ACTIVE_TASK_STATUSES)
+            .order_by()
+            .values("severity")
+            .annotate(n=Count("id"))
         )
-        .order_by("currency")
-        .values("currency")
-        .annotate(amount=Sum("amount"), units=Sum("units"), events=Count("id"))
-    )
-    return Overview(
-        regions=regions,
-        policy=policy_get(),
-        availability=service_availability(now=now),
-        tasks_by_severity={s: by_severity.get(s, 0) for s in SEVERITY_ORDER},
-        tasks_open_total=sum(by_severity.values()),
-        tasks_urgent=list(
+        by_severity = {row["severity"]: row["n"] for row in counts}
+        urgent = list(
             OpsTask.objects.filter(status__in=ACTIVE_TASK_STATUSES)
             .select_related("company", "assignee")
             .annotate(rank=Case(*(When(severity=s, then=i) for i, s in enumerate(SEVERITY_ORDER)), default=9))
             .order_by("rank", F("due_at").asc(nulls_last=True), "-created_at")[:5]
+        )
+    crossings = None
+    if "crossings" in visible:
+        crossings = ThresholdCrossing.objects.filter(created_at__gte=month).aggregate(
+            warning=Count("id", filter=Q(level=CrossingLevel.WARNING)),
+            exceeded=Count("id", filter=Q(level=CrossingLevel.EXCEEDED)),
+        )
+    billed = billing_failed = None
+    if "billing" in visible:
+        billed = list(
+            BillingEvent.objects.filter(
+                kind=BillingEventKind.OVERAGE, status=BillingEventStatus.SENT, sent_at__gte=month
+            )
+            .order_by("currency")
+            .values("currency")
+            .annotate(amount=Sum("amount"), units=Sum("units"), events=Count("id"))
+        )
+        billing_failed = BillingEvent.objects.filter(status=BillingEventStatus.FAILED).count()
+    usage = "usage" in visible
+    return Overview(
+        visible=visible,
+        regions=regions,
+        policy=policy,
+        availability=availability,
+        tasks_by_severity=None if by_severity is None else {s: by_severity.get(s, 0) for s in SEVERITY_ORDER},
+        tasks_open_total=None if by_severity is None else sum(by_severity.values()),
+        tasks_urgent=urgent,
+        monitor_last=MonitorRun.objects.order_by("-started_at").first() if "monitor" in visible else None,
+        companies_warning_now=(
+            companies_at_usage_level(Company.objects.all(), level="warning", now=now).count() if usage else None
         ),
-        monitor_last=MonitorRun.objects.order_by("-started_at").first(),
-        companies_warning_now=companies_at_usage_level(Company.objects.all(), level="warning", now=now).count(),
-        companies_exceeded_now=companies_at_usage_level(Company.objects.all(), level="exceeded", now=now).count(),
+        companies_exceeded_now=(
+            companies_at_usage_level(Company.objects.all(), level="exceeded", now=now).count() if usage else None
+        ),
         crossings_this_month=crossings,
         billed_this_month=billed,
-        billing_failed=BillingEvent.objects.filter(status=BillingEventStatus.FAILED).count(),
-        webhooks_failed=StripeWebhookEvent.objects.filter(status=WebhookEventStatus.FAILED).count(),
-        alerts_failed=Notification.objects.filter(status=NotificationStatus.FAILED).count(),
+        billing_failed=billing_failed,
+        webhooks_failed=(
+            StripeWebhookEvent.objects.filter(status=WebhookEventStatus.FAILED).count()
+            if "webhooks" in visible
+            else None
+        ),
+        alerts_failed=(
+            Notification.objects.filter(status=NotificationStatus.FAILED).count() if "alerts" in visible else None
+        ),
         slack_on=bool(settings.SLACK_WEBHOOK_URL),
         generated_at=now,
     )

@@ -184,9 +184,11 @@ TRUST_X_FORWARDED_FOR = env.bool("TRUST_X_FORWARDED_FOR", default=False)
 # --- API ------------------------------------------------------------------------------
 
 REST_FRAMEWORK: dict[str, Any] = {
+    # Token first: DRF answers an anonymous call with the first class's WWW-Authenticate
+    # challenge, so every unauthenticated call is 401 (Session has none, which gave 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

@@ -154,9 +154,10 @@ class UsageLevelFilter(admin.SimpleListFilter):
         return [(Level.WARNING, "At warning level"), (Level.EXCEEDED, "Over a limit")]
 
     def queryset(self, request, queryset):
-        if self.value() not in (Level.WARNING, Level.EXCEEDED):
+        level = self.value()
+        if level is None or level not in (Level.WARNING, Level.EXCEEDED):
             return queryset
-        return companies_at_usage_level(queryset, level=self.value())
+        return companies_at_usage_level(queryset, level=level)
 
 
 def _attach_usage(companies: list[Company]) -> None:

@@ -3,16 +3,18 @@ plan list for the frontend (session or token) and the backend (API key)."""
 
 from __future__ import annotations
 
+from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.auth import CompanyAPIKeyAuthentication, HasCompanyAPIKey, IsCompanyUserOrAPIKey
 from accounts.models import CompanyAPIKey
-from accounts.tenancy import request_company
+from accounts.tenancy import company_by_reference, request_company
 from billing.plans.models import Feature
 from usage.parsers import LimitedJSONParser
 from usage.selectors import plans_list, usage_summary
@@ -21,6 +23,7 @@ from usage.throttles import UsageIngestThrottle
 from usage.validation import validate_batch
 
 USER_OR_KEY_AUTH = [CompanyAPIKeyAuthentication, SessionAuthentication, TokenAuthentication]
+VIEW_ANY_COMPANY = "accounts.view_company"
 
 
 _events_schema = inline_serializer(
@@ -82,13 +85,25 @@ class UsageSummaryView(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("company", str, description="Company slug or id (staff, or members of several).")
+            OpenApiParameter(
+                "company",
+                str,
+                description="Company slug or id (members of several; staff with accounts.view_company).",
+            )
         ],
         responses={200: dict},
     )
     def get(self, request):
         wanted = request.query_params.get("company")
-        chosen = request_company(request, wanted, staff=request.user.is_staff, how_to_name=" (?company=<slug>)")
+        user = request.user
+        # Staff read any company's usage only with the permission to view companies.
+        may_read_any = bool(user.is_staff and user.has_perm(VIEW_ANY_COMPANY))
+        try:
+            chosen = request_company(request, wanted, staff=may_read_any, how_to_name=" (?company=<slug>)")
+        except Http404:
+            if user.is_staff and (not wanted or company_by_reference(wanted.strip()) is not None):
+                raise PermissionDenied(f"Reading another company's usage needs the '{VIEW_ANY_COMPANY}' permission.")
+            raise
         return Response(usage_summary(company=chosen.company))
 
 

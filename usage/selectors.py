@@ -28,7 +28,7 @@ class Level:
     EXCEEDED = "exceeded"
 
 
-def usage_levels(*, now: datetime, since: datetime | None = None) -> QuerySet[UsageCounter]:
+def usage_levels(*, now: datetime, since: datetime | None = None) -> QuerySet[Any]:
     """The one rule for "at warning level" and "over a limit", read by the dashboard, the
     company filter, the admin bars, the nightly monitor and the usage API alike.
 

@@ -238,7 +238,7 @@ class Candidate:
         return round(self.used * 100 / self.included, 1) if self.included else float("inf")
 
     def new_levels(self) -> list[str]:
-        levels = []
+        levels: list[str] = []
         if not self.has_warning:
             levels.append(CrossingLevel.WARNING)
         if self.level == CrossingLevel.EXCEEDED and not self.has_exceeded:

@@ -67,7 +67,26 @@ def test_status_lists_regions_with_uptime_policy_and_error_budget(ops_client, pr
 
 
 def test_status_needs_a_login(client, primary):
-    assert client.get("/api/v1/regions/").status_code in (401, 403)
+    response = client.get("/api/v1/regions/")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Token"
+
+
+def test_status_is_for_staff_who_may_see_regions(client, outsider, staff_user, primary):
+    """Customers never see the internal base URLs and probe errors; nor does staff
+    without the permission."""
+    for user in (outsider, staff_user):
+        client.force_login(user)
+        response = client.get("/api/v1/regions/")
+        assert response.status_code == 403
+        assert "regions.view_region" in response.json()["error"]["message"]
+        assert primary.base_url not in response.content.decode()
+    staff_user.user_permissions.add(Permission.objects.get(codename="view_region"))
+    staff_user = type(staff_user).objects.get(pk=staff_user.pk)  # fresh permission cache
+    client.force_login(staff_user)
+    response = client.get("/api/v1/regions/")
+    assert response.status_code == 200
+    assert response.json()["regions"][0]["base_url"] == primary.base_url
 
 
 def test_failover_without_the_permission_is_403(client, staff_user, primary, secondary):
@@ -129,6 +148,15 @@ def test_failover_with_pin_pins_the_region(client, can_fail_over, primary, secon
     assert policy.pinned_region == Region.objects.get(slug="secondary")
     assert policy.pinned_by == "sam"
     assert client.get("/api/v1/regions/").json()["policy"]["pinned_region"] == "secondary"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_failover_response_names_the_new_active_region(client, can_fail_over, primary, secondary):
+    client.force_login(can_fail_over)
+    response = client.post(URL, {"to": "secondary", "reason": "maintenance"}, content_type="application/json")
+    assert response.status_code == 201
+    assert response.headers["X-Active-Region"] == "secondary"
+    assert client.get("/api/v1/regions/").headers["X-Active-Region"] == "secondary"
 
 
 def test_failover_to_an_unknown_region_is_400_naming_to(client, can_fail_over, primary):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from django.contrib.auth.models import Permission
+
 from accounts.models import Membership
 
 pytestmark = pytest.mark.django_db
@@ -49,6 +51,27 @@ def test_staff_may_look_at_any_company(acme, globex, ops_user, member_client):
     assert client.get(URL).status_code == 400
 
 
+def test_staff_read_other_companies_only_with_the_permission_to_view_companies(
+    acme, globex, staff_user, member_client, django_user_model
+):
+    client = member_client(staff_user)
+    refused = client.get(URL, {"company": globex.slug})
+    assert refused.status_code == 403
+    assert "accounts.view_company" in refused.json()["error"]["message"]
+    assert "Globex" not in refused.content.decode()
+    assert client.get(URL).status_code == 403
+    assert client.get(URL, {"company": "no-such-company"}).status_code == 404
+
+    staff_user.user_permissions.add(Permission.objects.get(codename="view_company"))
+    client = member_client(django_user_model.objects.get(pk=staff_user.pk))
+    assert client.get(URL, {"company": globex.slug}).json()["company"]["slug"] == globex.slug
+
+
+def test_staff_read_their_own_company_like_any_member(acme, staff_user, member_client):
+    Membership.objects.create(user=staff_user, company=acme, role="member")
+    assert member_client(staff_user).get(URL).json()["company"]["slug"] == acme.slug
+
+
 def test_events_of_one_key_never_reach_another_company(acme, globex, key_client):
     key_client(acme).post(
         "/api/v1/usage/events/", {"events": [{"feature": "quotes", "idempotency_key": "a"}]}, format="json"
@@ -58,7 +81,9 @@ def test_events_of_one_key_never_reach_another_company(acme, globex, key_client)
 
 
 def test_anonymous_gets_nothing(acme, client):
-    assert client.get(URL, {"company": acme.slug}).status_code in (401, 403)
+    response = client.get(URL, {"company": acme.slug})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Api-Key"
 
 
 @pytest.mark.parametrize("ref", ["²", "1\x00", "\x00"])

@@ -55,8 +55,8 @@ def tenants(make_company, catalogue):
     return {"globex": globex, "acme": acme, "near": near, "both": both, "gone": gone}
 
 
-def test_the_dashboard_counts_only_companies_over_their_own_tiers_limits(tenants):
-    overview = dashboard_overview(now=NOW)
+def test_the_dashboard_counts_only_companies_over_their_own_tiers_limits(tenants, ops_user):
+    overview = dashboard_overview(user=ops_user, now=NOW)
     assert overview.companies_exceeded_now == 2  # Acme, Both
     assert overview.companies_warning_now == 2  # Near, Both
 

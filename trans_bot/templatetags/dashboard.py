@@ -6,9 +6,10 @@ from trans_bot.dashboard import dashboard_overview
 register = template.Library()
 
 
-@register.simple_tag
-def dashboard():
-    return dashboard_overview()
+@register.simple_tag(takes_context=True)
+def dashboard(context):
+    """The dashboard as the signed-in user may see it."""
+    return dashboard_overview(user=context["request"].user)
 
 
 @register.filter
