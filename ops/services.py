@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from audit.services import Actor, audit_record
 from core.links import admin_changelist_url
+from core.queue import enqueue
 from ops import gateways, messages
 from ops.models import (
     ACTIVE_TASK_STATUSES,
@@ -32,6 +33,7 @@ from ops.models import (
     TaskSeverity,
     TaskStatus,
 )
+from ops.selectors import notifications_due
 
 logger = logging.getLogger(__name__)
 
@@ -101,10 +103,8 @@ def _insert_once(obj: models.Model) -> bool:
 
 
 def _enqueue_delivery(pk: int, *, eta: datetime | None = None) -> None:
-    from ops.tasks import deliver_notification
-
     try:
-        deliver_notification.apply_async(args=[pk], eta=eta)
+        enqueue("ops.deliver_notification", pk, eta=eta)
     except Exception:  # broker down: the row is safe, the beat sweep delivers it
         logger.warning("could not enqueue alert #%s; the sweep will deliver it", pk, exc_info=True)
 
@@ -340,8 +340,6 @@ def notifications_reclaim_stuck() -> int:
 def notifications_deliver_due(*, limit: int = 500) -> dict[str, int]:
     """Deliver every due alert in this process, one after another. Tests drive delivery
     with it; in production the beat sweep fans the same ids out to workers instead."""
-    from ops.selectors import notifications_due
-
     results: dict[str, int] = {}
     for pk in notifications_due(limit=limit):
         outcome = notification_deliver(notification_id=pk)

@@ -32,7 +32,9 @@ from billing.stripe.customers import stripe_customer_ensure
 from billing.stripe.gateway import StripeClient, StripeGatewayError, stripe_client
 from billing.stripe.models import BillingEvent, BillingEventKind, BillingEventStatus, FeatureMeter
 from core.links import admin_url
+from core.queue import enqueue
 from ops.services import notify, ops_task_open
+from usage.models import UsageCounter
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +65,6 @@ def overage_candidates(*, now: datetime) -> list[Mapping[str, Any]]:
     """Counters over their tier's limit in current periods and in periods closed within
     the lookback, for features mapped to a Stripe meter. Aggregate query: its cost grows
     with over-limit counters, not with events."""
-    from usage.models import UsageCounter
-
     since = now - timedelta(days=settings.BILLING_CLOSED_PERIOD_LOOKBACK_DAYS)
     limits = TierLimit.objects.filter(tier_id=OuterRef("company__tier_id"), feature_id=OuterRef("feature_id"))
     rows = (
@@ -158,10 +158,8 @@ AUTOMATIC_RESEND_WINDOW = timedelta(hours=24)
 def _enqueue_send(pk: int, countdown: float | None = None) -> None:
     """Queue ``send_billing_event``; if the broker is down the row stays due and the
     minute sweep picks it up."""
-    from billing.tasks import send_billing_event
-
     try:
-        send_billing_event.apply_async((pk,), countdown=countdown)
+        enqueue("billing.tasks.send_billing_event", pk, countdown=countdown)
     except Exception:
         logger.warning("could not queue billing event #%s", pk, exc_info=True)
 

@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from billing.stripe.models import StripeWebhookEvent, WebhookEventStatus, WebhookRejection
+from core.queue import enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -116,9 +117,7 @@ def webhook_event_receive(*, body: bytes, signature: str | None) -> tuple[int, b
 
 
 def webhook_event_enqueue(pk: int) -> None:
-    from billing.tasks import process_stripe_event
-
     try:
-        process_stripe_event.delay(pk)
+        enqueue("billing.tasks.process_stripe_event", pk)
     except Exception:  # broker down: the row is stored; "process again" or the sweep picks it up
         logger.warning("could not queue Stripe event #%s", pk, exc_info=True)
