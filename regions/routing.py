@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from django.core.cache import cache
 
+from regions.selectors import routing_state_build
+
 log = logging.getLogger(__name__)
 
 CACHE_KEY = "regions:routing:v1"
@@ -60,8 +62,6 @@ def current() -> RoutingState:
 def publish() -> dict:
     """Build the state from the database and put it in the cache and in this process."""
     global _state, _loaded_at
-    from regions.selectors import routing_state_build
-
     data = routing_state_build()
     cache.set(CACHE_KEY, data, timeout=None)
     _state = RoutingState(**data)

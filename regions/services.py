@@ -30,7 +30,7 @@ from audit.services import Actor, Target, audit_record
 from core.links import admin_changelist_url, admin_url
 from ops.services import notify, ops_task_open
 from regions import routing
-from regions.gateways import ProbeResult, ProbeTarget, probe_many
+from regions.gateways import ProbeResult, ProbeTarget, RegionGatewayError, control_fake_region, probe_many
 from regions.models import (
     FailoverEvent,
     FailoverKind,
@@ -639,8 +639,6 @@ def policy_changed(*, policy: FailoverPolicy) -> None:
 def gameday_take_down(*, region: Region, actor: Actor, method: str = "auto") -> str:
     """Make ``region`` fail its probes: through a fake region's control endpoint when it
     is one, otherwise with the drill switch. Returns the method used."""
-    from regions.gateways import RegionGatewayError, control_fake_region
-
     used = "drill-switch"
     if method in ("auto", "control"):
         try:
@@ -657,8 +655,6 @@ def gameday_take_down(*, region: Region, actor: Actor, method: str = "auto") -> 
 
 
 def gameday_restore(*, region: Region, actor: Actor, method: str) -> None:
-    from regions.gateways import control_fake_region
-
     if method == "fake-region":
         control_fake_region(region.base_url, "recover")
     with transaction.atomic():

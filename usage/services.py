@@ -18,6 +18,7 @@ from audit.services import Actor, audit_record
 from billing.plans.models import Feature
 from core.errors import Conflict
 from core.links import admin_url
+from ops.services import notify, ops_task_open
 from usage.models import (
     CrossingLevel,
     MonitorRun,
@@ -276,8 +277,6 @@ def _act_on_crossing(
 ) -> None:
     """The ops task, the audit record and the owners' e-mail for one new crossing; called
     in the transaction that inserted the crossing, so they commit together or not at all."""
-    from ops.services import notify, ops_task_open
-
     period = f"{candidate.period_start:%Y-%m-%d}"
     exceeded = level == CrossingLevel.EXCEEDED
     limit_text = f"{candidate.used:,} of {candidate.included:,} {feature.unit}s ({candidate.percent:g} %)"
@@ -467,8 +466,6 @@ def usage_monitor_run(*, dry_run: bool = False, trigger: str = "manual") -> Moni
 
 def _post_run_summary(run: MonitorRun) -> None:
     """One Slack message per run: counts, worst offenders, a link to the run."""
-    from ops.services import notify
-
     worst = run.report.get("worst_offenders", [])[:5]
     lines = [
         f"• {w['company']} — {w['feature']} {w['percent']:g} % ({w['used']:,}/{w['included']:,})" for w in worst

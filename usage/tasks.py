@@ -1,8 +1,10 @@
+"""Celery entry points; each one calls a service."""
+
 from celery import shared_task
+
+from usage.services import usage_monitor_run
 
 
 @shared_task(name="usage.tasks.run_usage_monitor")
 def run_usage_monitor(trigger: str = "beat", dry_run: bool = False) -> int:
-    from usage.services import usage_monitor_run
-
     return usage_monitor_run(dry_run=dry_run, trigger=trigger).pk

@@ -7,11 +7,11 @@ from __future__ import annotations
 from django.core.checks import Warning, register
 from django.db import DatabaseError
 
+from billing.plans.models import Feature, Tier, TierLimit
+
 
 @register("billing")
 def tier_limits_complete_check(app_configs=None, **kwargs) -> list[Warning]:
-    from billing.plans.models import Feature, Tier, TierLimit
-
     try:
         have = set(TierLimit.objects.values_list("tier_id", "feature_id"))
         tiers, features = list(Tier.objects.all()), list(Feature.objects.all())

@@ -7,6 +7,9 @@ from django.conf import settings
 from django.core.checks import Warning, register
 from django.db import DatabaseError
 
+from billing.plans.models import Feature, Tier, TierLimit
+from billing.stripe.models import TierFeaturePrice
+
 
 @register("billing")
 def stripe_mappings_check(app_configs=None, **kwargs) -> list[Warning]:
@@ -18,8 +21,6 @@ def stripe_mappings_check(app_configs=None, **kwargs) -> list[Warning]:
             warnings.append(
                 Warning(f"{name} is empty but STRIPE_LIVE_BILLING is on.", id="billing.W001", obj=name)
             )
-    from billing.plans.models import Feature, Tier, TierLimit
-
     try:
         for tier in Tier.objects.filter(is_public=True, stripe_price__isnull=True):
             warnings.append(
@@ -52,8 +53,6 @@ def stripe_mappings_check(app_configs=None, **kwargs) -> list[Warning]:
             )
         # A metered feature's overage only reaches an invoice through a metered price on
         # the subscription: each tier sold through Stripe needs one per billed feature.
-        from billing.stripe.models import TierFeaturePrice
-
         mapped = set(TierFeaturePrice.objects.values_list("tier_id", "feature_id"))
         limits = TierLimit.objects.filter(
             overage_unit_price__gt=0,

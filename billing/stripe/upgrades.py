@@ -26,6 +26,7 @@ from billing.stripe.models import (
     TierPrice,
 )
 from billing.stripe.subscriptions import subscription_apply, subscription_tier
+from usage.models import UsageCounter
 
 
 class UpgradeRefused(Exception):
@@ -39,8 +40,6 @@ class UpgradeRefused(Exception):
 
 def downgrade_blockers(*, company: Company, tier: Tier, at: datetime | None = None) -> list[str]:
     """Features whose usage this period is already above what ``tier`` includes."""
-    from usage.models import UsageCounter
-
     start, _ = company_period(company, at)
     used = dict(
         UsageCounter.objects.filter(company=company, period_start=start).values_list("feature__code", "used")

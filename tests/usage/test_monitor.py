@@ -173,9 +173,9 @@ class TestCrash:
         companies = [make_company("starter", name=f"Busy {i}") for i in range(5)]
         for company in companies:
             use(company, "quotes", 2000)
-        import ops.services
+        import usage.services
 
-        real = ops.services.ops_task_open
+        real = usage.services.ops_task_open
         calls = {"n": 0}
 
         def dies_on_the_third(**kwargs):
@@ -184,7 +184,7 @@ class TestCrash:
                 raise RuntimeError("worker killed")
             return real(**kwargs)
 
-        monkeypatch.setattr(ops.services, "ops_task_open", dies_on_the_third)
+        monkeypatch.setattr(usage.services, "ops_task_open", dies_on_the_third)
         with pytest.raises(RuntimeError):
             run()
         failed = MonitorRun.objects.get()
@@ -193,7 +193,7 @@ class TestCrash:
         assert OpsTask.objects.count() == 2  # two batches committed before the crash
         assert ThresholdCrossing.objects.filter(level="exceeded").count() == 2
 
-        monkeypatch.setattr(ops.services, "ops_task_open", real)
+        monkeypatch.setattr(usage.services, "ops_task_open", real)
         second = run()
         assert second.new_tasks == 3
         assert OpsTask.objects.count() == 5
