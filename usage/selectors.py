@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -18,6 +19,7 @@ from django.utils import timezone
 
 from accounts.models import Company, CompanyStatus
 from accounts.selectors import company_period
+from billing.plans.models import Feature, Tier, TierLimit
 from billing.plans.pricing import LimitTerms, TierTerms, overage_units, recommend, tier_cost
 from usage.models import UsageCounter
 
@@ -67,14 +69,22 @@ SELECT t.id, t.code, t.name, t.monthly_price, t.currency,
        f.id, f.code, f.name, f.unit,
        l.id, l.included, l.overage_unit_price,
        COALESCE(c.used, 0)
-FROM billing_tier t
-CROSS JOIN billing_feature f
-LEFT JOIN billing_tierlimit l ON l.tier_id = t.id AND l.feature_id = f.id
-LEFT JOIN usage_usagecounter c
+FROM {tier} t
+CROSS JOIN {feature} f
+LEFT JOIN {limit} l ON l.tier_id = t.id AND l.feature_id = f.id
+LEFT JOIN {counter} c
        ON c.company_id = %s AND c.feature_id = f.id AND c.period_start = %s
 WHERE t.is_public OR t.id = %s
 ORDER BY t."order", t.monthly_price, t.id, f."order", f.code
 """
+
+
+@cache
+def _summary_sql() -> str:
+    """The tables are named by the models that own them (billing's, usage's): a renamed
+    table follows here instead of breaking this query at run time."""
+    models = {"tier": Tier, "feature": Feature, "limit": TierLimit, "counter": UsageCounter}
+    return _SUMMARY_SQL.format(**{key: connection.ops.quote_name(m._meta.db_table) for key, m in models.items()})
 
 
 @dataclass
@@ -109,7 +119,7 @@ def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, 
     assert own is not None  # a company always has a tier (PROTECT, not null)
     with connection.cursor() as cursor:
         cursor.execute(
-            _SUMMARY_SQL, [company.pk, connection.ops.adapt_datetimefield_value(start), own]
+            _summary_sql(), [company.pk, connection.ops.adapt_datetimefield_value(start), own]
         )
         rows = [_Row(*r) for r in cursor.fetchall()]
     for row in rows:
@@ -220,8 +230,6 @@ def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, 
 
 def plans_list() -> list[dict[str, Any]]:
     """Public tiers with their limits, in comparison order (one query)."""
-    from billing.plans.models import Tier
-
     out = []
     for tier in Tier.objects.filter(is_public=True).prefetch_related("limits__feature").order_by(
         "order", "monthly_price", "id"
