@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from audit.chain import GENESIS_HASH, compute_hash
 from audit.models import AuditLog, ChainHead
-from audit.services import GENESIS_HASH, compute_hash
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,8 @@ def test_it_notices_a_removed_tail(chain):
 
 
 def test_it_notices_a_rehashed_row_because_the_next_link_breaks(chain):
+    from audit.chain import compute_hash
     from audit.models import AuditLog
-    from audit.services import compute_hash
 
     victim = AuditLog.objects.get(pk=chain[2].pk)
     victim.details = {"i": 12345}
