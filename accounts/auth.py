@@ -6,14 +6,20 @@ The key resolves the company; everything the request does is scoped to it.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
+from rest_framework.request import Request
+from rest_framework.views import APIView
 from rest_framework_api_key.permissions import KeyParser
 
 from accounts.models import CompanyAPIKey
+
+if TYPE_CHECKING:
+    from drf_spectacular.openapi import AutoSchema
 
 # Recording every use would be a write per request; once a minute is enough to answer
 # "is this key still in use?".
@@ -29,7 +35,7 @@ class CompanyAPIKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Api-Key"
     key_parser = KeyParser()
 
-    def authenticate(self, request):
+    def authenticate(self, request: Request) -> tuple[AnonymousUser, CompanyAPIKey] | None:
         raw = self.key_parser.get(request)
         if not raw:
             return None
@@ -47,19 +53,19 @@ class CompanyAPIKeyAuthentication(authentication.BaseAuthentication):
             key.last_used_at = now
         return AnonymousUser(), key
 
-    def authenticate_header(self, request) -> str:
+    def authenticate_header(self, request: Request) -> str:
         return self.keyword
 
 
 class HasCompanyAPIKey(permissions.BasePermission):
-    def has_permission(self, request, view) -> bool:
+    def has_permission(self, request: Request, view: APIView) -> bool:
         return isinstance(request.auth, CompanyAPIKey)
 
 
 class IsCompanyUserOrAPIKey(permissions.BasePermission):
     """A logged-in user (session or token) or a company API key."""
 
-    def has_permission(self, request, view) -> bool:
+    def has_permission(self, request: Request, view: APIView) -> bool:
         return isinstance(request.auth, CompanyAPIKey) or bool(
             request.user and request.user.is_authenticated
         )
@@ -71,7 +77,7 @@ class CompanyAPIKeyScheme(OpenApiAuthenticationExtension):
     target_class = CompanyAPIKeyAuthentication
     name = "CompanyAPIKey"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
         return {
             "type": "apiKey",
             "in": "header",

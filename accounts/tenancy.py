@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.contrib.auth.models import User
 from django.http import Http404
 from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
 
 from accounts.models import Company, CompanyAPIKey, Membership
 
@@ -28,7 +30,7 @@ def company_by_reference(value: str) -> Company | None:
     return Company.objects.select_related("tier").filter(**lookup).first()
 
 
-def request_company(request, wanted: str | None, *, staff: bool, how_to_name: str = "") -> RequestCompany:
+def request_company(request: Request, wanted: str | None, *, staff: bool, how_to_name: str = "") -> RequestCompany:
     """``staff`` is the caller's rule for who may name any company; ``how_to_name`` ends the
     "name one" messages (" (?company=<slug>)")."""
     wanted = (wanted or "").strip()
@@ -38,6 +40,7 @@ def request_company(request, wanted: str | None, *, staff: bool, how_to_name: st
             raise Http404
         return RequestCompany(company=own, role=None, as_staff=False)
     user = request.user
+    assert isinstance(user, User)  # the views admit only a key (above) or a signed-in user
     if wanted:
         company = company_by_reference(wanted)
         if company is None:

@@ -67,12 +67,12 @@ class AuditLog(models.Model):
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} by {self.actor_label}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
             raise AppendOnlyError("audit records cannot be updated")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise AppendOnlyError("audit records cannot be deleted")
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+from typing import Any
+
+from celery import Task, shared_task
 
 from billing.stripe import overage, webhook_processing
 
@@ -30,7 +32,7 @@ def sweep_billing_events() -> int:
 
 
 @shared_task(bind=True, name="billing.tasks.process_stripe_event", max_retries=WEBHOOK_MAX_RETRIES)
-def process_stripe_event(self, webhook_event_id: int) -> str:
+def process_stripe_event(self: Task[Any, Any], webhook_event_id: int) -> str:
     """Retried with exponential backoff (10 s, 20 s, ... about 40 min in all); then an
     ops task says the event needs a look."""
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -177,7 +178,7 @@ def _open_storm_summary(*, kind: str, window_start: datetime) -> Notification:
         )
         if _insert_once(summary):
             pk = summary.pk
-            transaction.on_commit(lambda pk=pk, due=due: _enqueue_delivery(pk, eta=due))
+            transaction.on_commit(partial(_enqueue_delivery, pk, eta=due))
         locked = Notification.objects.select_for_update().get(dedup_key=key)
         if locked.status == NotificationStatus.PENDING and locked.attempts == 0:
             return locked
@@ -298,7 +299,7 @@ def _render_summary(summary: Notification) -> None:
     folded = list(summary.folded.select_related("company").order_by("created_at", "id"))
     count = len(folded)
     window = settings.NOTIFY_STORM_WINDOW_SECONDS
-    worst = Severity.INFO
+    worst: str = Severity.INFO
     for n in folded:
         if n.severity == Severity.CRITICAL or (n.severity == Severity.WARNING and worst == Severity.INFO):
             worst = n.severity

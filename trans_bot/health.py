@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+from typing import Any
 
 from django.conf import settings
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from health_check.base import HealthCheck
 from health_check.exceptions import ServiceUnavailable
 from health_check.views import HealthCheckView
@@ -47,7 +48,7 @@ class HealthzView(HealthCheckView):
         Broker,
     )
 
-    async def get(self, request, *args, **kwargs):
+    async def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
         with self.get_executor() as executor:
             self.results = await asyncio.gather(
                 *(check.get_result(executor) for check in self.get_checks())

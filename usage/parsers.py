@@ -4,6 +4,8 @@ before it is read into memory."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import IO, Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -14,7 +16,9 @@ from core.errors import PayloadTooLarge
 
 
 class LimitedJSONParser(JSONParser):
-    def parse(self, stream, media_type=None, parser_context=None):
+    def parse(
+        self, stream: IO[Any], media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+    ) -> Any:
         limit = settings.USAGE_MAX_BODY_BYTES
         request = (parser_context or {}).get("request")
         too_large = PayloadTooLarge(f"The request body is larger than {limit} bytes.")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
+from typing import cast
 
 from django.core.cache.backends.redis import RedisCache
+from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
 
 from accounts.models import CompanyAPIKey
 
@@ -26,18 +29,19 @@ class UsageIngestThrottle(SimpleRateThrottle):
     duration: int
     window_ends: float
 
-    def get_rate(self):
+    def get_rate(self) -> str | None:
         # Read at request time, so a changed setting applies without a restart of the class.
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+        # "6000/min"; DRF's stubs type the rates as numbers.
+        return cast(str | None, api_settings.DEFAULT_THROTTLE_RATES.get(self.scope))
 
-    def get_cache_key(self, request, view):
+    def get_cache_key(self, request: Request, view: APIView) -> str:
         if isinstance(request.auth, CompanyAPIKey):
             ident = f"key:{request.auth.prefix}"
         else:
             ident = self.get_ident(request)
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
-    def allow_request(self, request, view):
+    def allow_request(self, request: Request, view: APIView) -> bool:
         if self.rate is None:
             return True
         key = self.get_cache_key(request, view)
@@ -68,5 +72,5 @@ class UsageIngestThrottle(SimpleRateThrottle):
             self.cache.set(key, 1, timeout=ttl)
             return 1
 
-    def wait(self):
+    def wait(self) -> float:
         return max(self.window_ends - self.now, 0)

@@ -4,6 +4,10 @@ adding a feature (it is a new row, see the README)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import AppConfig
 from django.core.checks import Warning, register
 from django.db import DatabaseError
 
@@ -11,7 +15,7 @@ from billing.plans.models import Feature, Tier, TierLimit
 
 
 @register("billing")
-def tier_limits_complete_check(app_configs=None, **kwargs) -> list[Warning]:
+def tier_limits_complete_check(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[Warning]:
     try:
         have = set(TierLimit.objects.values_list("tier_id", "feature_id"))
         tiers, features = list(Tier.objects.all()), list(Feature.objects.all())

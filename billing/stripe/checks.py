@@ -3,6 +3,10 @@ overage would silently go unbilled and upgrades would fail at the customer."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import Warning, register
 from django.db import DatabaseError
@@ -12,7 +16,7 @@ from billing.stripe.models import TierFeaturePrice
 
 
 @register("billing")
-def stripe_mappings_check(app_configs=None, **kwargs) -> list[Warning]:
+def stripe_mappings_check(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[Warning]:
     if not settings.STRIPE_LIVE_BILLING:
         return []
     warnings: list[Warning] = []

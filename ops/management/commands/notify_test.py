@@ -46,6 +46,7 @@ class Command(BaseCommand):
                 email_to=options["email"],
                 fields={"Site": settings.SITE_URL},
             )
+        assert notification is not None  # without a dedup_key every call is a new alert
         # A running worker may claim it first (notify hands it over on commit): then wait
         # for that delivery instead of reporting "skipped" as a failure.
         outcome = notification_deliver(notification_id=notification.pk)
@@ -58,18 +59,20 @@ class Command(BaseCommand):
             outcome = notification.status
 
         url = slack_webhook_for(kind)
-        slack_line = {
+        slack_lines: dict[str, str] = {
             ChannelStatus.SENT: f"sent to {_mask(url)}",
             ChannelStatus.OFF: "off (SLACK_WEBHOOK_URL is empty)",
             ChannelStatus.PENDING: f"NOT sent, will retry: {notification.last_error}",
             ChannelStatus.FAILED: f"FAILED: {notification.last_error}",
-        }.get(notification.slack_status, notification.get_slack_status_display())
-        email_line = {
+        }
+        slack_line = slack_lines.get(notification.slack_status, notification.get_slack_status_display())
+        email_lines: dict[str, str] = {
             ChannelStatus.SENT: f"sent to {', '.join(notification.email_to)} via {settings.EMAIL_BACKEND}",
             ChannelStatus.NONE: "no recipients (OPS_EMAILS is empty)",
             ChannelStatus.PENDING: f"NOT sent, will retry: {notification.last_error}",
             ChannelStatus.FAILED: f"FAILED: {notification.last_error}",
-        }.get(notification.email_status, notification.get_email_status_display())
+        }
+        email_line = email_lines.get(notification.email_status, notification.get_email_status_display())
         ok = outcome == "sent"
         style = self.style.SUCCESS if ok else self.style.ERROR
         self.stdout.write(f"Slack:  {slack_line}")
