@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, permissions, serializers
+from rest_framework import permissions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.services import Actor
-from core.errors import Conflict
 from regions import services
 from regions.models import FailoverEvent, Region
 from regions.selectors import policy_get, region_uptime, service_availability
@@ -166,17 +165,12 @@ class FailoverView(APIView):
     def post(self, request):
         data = FailoverRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            event = services.region_fail_over(
-                to=data.validated_data["to"],
-                reason=data.validated_data["reason"],
-                force=data.validated_data["force"],
-                pin=data.validated_data["pin"],
-                actor=Actor.of_user(request.user),
-                user=request.user,
-            )
-        except services.FailoverRefused as exc:
-            if not exc.conflict:
-                raise exceptions.ValidationError({exc.field or "non_field_errors": [str(exc)]})
-            raise Conflict(str(exc), field=exc.field)
+        event = services.region_fail_over(
+            to=data.validated_data["to"],
+            reason=data.validated_data["reason"],
+            force=data.validated_data["force"],
+            pin=data.validated_data["pin"],
+            actor=Actor.of_user(request.user),
+            user=request.user,
+        )
         return Response(FailoverEventSerializer(event).data, status=201)

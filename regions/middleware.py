@@ -12,7 +12,7 @@ import json
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from core.errors import error_body
+from core.errors import ServiceUnavailable, error_response
 from regions import routing
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -41,12 +41,11 @@ class RegionRoutingMiddleware:
             return None
         write = request.method in WRITE_METHODS
         if write and not state.active_healthy:
-            body = error_body(
-                status_code=503,
-                code="no_healthy_region",
-                message="No healthy region is taking writes right now; retry shortly.",
+            response: HttpResponse = error_response(
+                ServiceUnavailable(
+                    "No healthy region is taking writes right now; retry shortly.", code="no_healthy_region"
+                )
             )
-            response = HttpResponse(json.dumps(body), status=503, content_type="application/json")
             response["Retry-After"] = str(state.retry_after)
             return response
         if state.active == self.region or not state.active_url:

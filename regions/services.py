@@ -27,6 +27,7 @@ from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from audit.services import Actor, Target, audit_record
+from core.errors import ApplicationError, ErrorKind
 from core.links import admin_changelist_url, admin_url
 from ops.services import notify, ops_task_open
 from regions import routing
@@ -48,13 +49,10 @@ PROBE_TASK = "regions.tasks.probe_regions"
 SYSTEM = Actor.system("region-gate")
 
 
-class FailoverRefused(Exception):
+class FailoverRefused(ApplicationError):
     """A manual failover that must not happen as asked; ``field`` names the culprit."""
 
-    def __init__(self, message: str, *, field: str | None = None, conflict: bool = True):
-        super().__init__(message)
-        self.field = field
-        self.conflict = conflict
+    kind = ErrorKind.CONFLICT
 
 
 def _ago(since: datetime | None, now: datetime) -> str:
@@ -564,7 +562,7 @@ def region_fail_over(
     now = now or timezone.now()
     reason = (reason or "").strip()
     if not reason:
-        raise FailoverRefused("A reason is required.", field="reason", conflict=False)
+        raise FailoverRefused("A reason is required.", field="reason", kind=ErrorKind.INVALID)
     policy = policy_get()
     active = Region.objects.filter(is_active=True).first()
     if not to.enabled:

@@ -6,12 +6,15 @@ from ``STRIPE_API_BASE`` so tests point it at a local stand-in. Every POST carri
 idempotency key chosen by the caller from something stable (a row id, an identifier),
 so a retry after a lost answer repeats the request instead of doing it twice.
 
-One error type, ``StripeGatewayError``, says whether trying again can help.
+One error type, ``StripeGatewayError``, says whether trying again can help. Services a
+person calls wrap their work in ``stripe_errors_for_caller`` so that person is told
+"try again shortly" or "ops has the details", never Stripe's own words.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +22,8 @@ from typing import Any
 import stripe
 from django.conf import settings
 from stripe.params.billing import MeterEventSummaryListParams
+
+from core.errors import ApplicationError, ErrorKind
 
 DUPLICATE_METER_EVENT = "An event already exists with identifier"
 
@@ -42,6 +47,31 @@ class StripeGatewayError(Exception):
         self.status = status
         self.code = code
         self.body = body or {}
+
+
+class StripeUnavailable(ApplicationError):
+    """Stripe could not be reached or was busy: the same request may work in a minute."""
+
+    kind = ErrorKind.UNAVAILABLE
+    message = "Stripe is not reachable right now; try again in a minute."
+
+
+class StripeRefused(ApplicationError):
+    """Stripe refused and will keep refusing; the details are for ops, not the caller."""
+
+    kind = ErrorKind.UPSTREAM
+    code = "stripe_error"
+    message = "Stripe refused the request; the ops team has the details."
+
+
+@contextmanager
+def stripe_errors_for_caller() -> Iterator[None]:
+    """Inside (or on a function, as a decorator), a ``StripeGatewayError`` becomes what
+    the person who asked is told."""
+    try:
+        yield
+    except StripeGatewayError as exc:
+        raise (StripeUnavailable() if exc.retryable else StripeRefused()) from exc
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from accounts.selectors import company_period
 from audit.services import Actor, audit_record
 from billing.plans.models import Tier, TierLimit
 from billing.stripe.customers import company_stripe_mapping, stripe_customer_ensure
-from billing.stripe.gateway import StripeClient, StripeGatewayError, stripe_client
+from billing.stripe.gateway import StripeClient, StripeGatewayError, stripe_client, stripe_errors_for_caller
 from billing.stripe.models import (
     BillingEvent,
     BillingEventKind,
@@ -26,16 +26,17 @@ from billing.stripe.models import (
     TierPrice,
 )
 from billing.stripe.subscriptions import subscription_apply, subscription_tier
+from core.errors import ApplicationError, ErrorKind
 from usage.models import UsageCounter
 
 
-class UpgradeRefused(Exception):
-    """The change cannot be made; ``status`` is the HTTP status to answer with."""
+class UpgradeRefused(ApplicationError):
+    """The change cannot be made as things stand (a conflict unless said otherwise)."""
 
-    def __init__(self, message: str, *, status: int = 409, field: str = "tier") -> None:
-        super().__init__(message)
-        self.status = status
-        self.field = field
+    kind = ErrorKind.CONFLICT
+
+    def __init__(self, message: str, *, kind: ErrorKind | None = None) -> None:
+        super().__init__(message, kind=kind, field="tier")
 
 
 def downgrade_blockers(*, company: Company, tier: Tier, at: datetime | None = None) -> list[str]:
@@ -52,6 +53,7 @@ def downgrade_blockers(*, company: Company, tier: Tier, at: datetime | None = No
     return blockers
 
 
+@stripe_errors_for_caller()
 def billing_change_tier(
     *, company: Company, tier: Tier, actor: Actor, client: StripeClient | None = None
 ) -> dict[str, Any]:
@@ -68,7 +70,7 @@ def billing_change_tier(
         raise UpgradeRefused(f"The company is already on {tier.name}.")
     price = TierPrice.objects.filter(tier=tier).first()
     if price is None:
-        raise UpgradeRefused(f"{tier.name} cannot be bought online; contact sales.", status=400)
+        raise UpgradeRefused(f"{tier.name} cannot be bought online; contact sales.", kind=ErrorKind.INVALID)
     upgrading = (tier.order, tier.monthly_price) > (current.order, current.monthly_price)
     if not upgrading:
         blockers = downgrade_blockers(company=company, tier=tier)
@@ -266,6 +268,7 @@ def _change_subscription(
     }
 
 
+@stripe_errors_for_caller()
 def billing_portal_session(*, company: Company, actor: Actor, client: StripeClient | None = None) -> str:
     """A Stripe Billing Portal URL for the company (payment methods, invoices)."""
     client = client or stripe_client()

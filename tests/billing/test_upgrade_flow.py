@@ -13,7 +13,14 @@ from rest_framework.test import APIClient
 
 from accounts.selectors import company_period
 from audit.models import AuditLog
-from billing.stripe.models import BillingEvent, BillingEventKind, BillingEventStatus, CompanyStripe, StripeWebhookEvent
+from billing.stripe.models import (
+    BillingEvent,
+    BillingEventKind,
+    BillingEventStatus,
+    CompanyStripe,
+    StripeWebhookEvent,
+    TierPrice,
+)
 from billing.stripe.webhook_processing import webhook_event_process
 from ops.models import OpsTask
 from tests.billing.stripe_fixtures import (
@@ -196,6 +203,30 @@ def test_bad_requests_name_the_field_and_change_nothing(fake_stripe, stripe_comp
     assert (unknown.status_code, unknown.json()["error"]["fields"][0]["field"]) == (400, "tier")
     assert (missing.status_code, missing.json()["error"]["fields"][0]["field"]) == (400, "tier")
     assert (same.status_code, same.json()["error"]["fields"][0]["field"]) == (409, "tier")
+    assert same.json()["error"] == {
+        "status": 409,
+        "code": "conflict",
+        "message": "The company is already on Starter.",
+        "fields": [{"field": "tier", "code": "conflict", "message": "The company is already on Starter."}],
+    }
+    assert not BillingEvent.objects.exists() and fake_stripe.requests == []
+
+
+@pytest.mark.django_db
+def test_a_plan_without_a_stripe_price_is_a_400_naming_the_tier(fake_stripe, stripe_company):
+    acme = stripe_company("starter")
+    TierPrice.objects.filter(tier__code="enterprise").delete()
+
+    response = _as(acme.owner).post(UPGRADE, {"tier": "enterprise"}, format="json")
+
+    message = "Enterprise cannot be bought online; contact sales."
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "status": 400,
+        "code": "invalid",
+        "message": f"tier: {message}",
+        "fields": [{"field": "tier", "code": "invalid", "message": message}],
+    }
     assert not BillingEvent.objects.exists() and fake_stripe.requests == []
 
 
@@ -240,9 +271,47 @@ def test_stripe_down_answers_503_and_records_the_failed_attempt(fake_stripe, str
     response = _as(acme.owner).post(UPGRADE, {"tier": "pro"}, format="json")
 
     assert response.status_code == 503
+    assert response.json()["error"] == {
+        "status": 503,
+        "code": "unavailable",
+        "message": "Stripe is not reachable right now; try again in a minute.",
+        "fields": [],
+    }
     assert BillingEvent.objects.get().status == BillingEventStatus.FAILED
     acme.refresh_from_db()
     assert acme.tier.code == "starter"
+
+
+@pytest.mark.django_db
+def test_stripe_refusing_answers_502_without_stripes_words_and_records_them(fake_stripe, stripe_company):
+    acme = stripe_company("starter")
+    CompanyStripe.objects.create(company=acme, customer_id="cus_deleted_at_stripe")
+
+    response = _as(acme.owner).post(UPGRADE, {"tier": "pro"}, format="json")
+
+    assert response.status_code == 502
+    assert response.json()["error"] == {
+        "status": 502,
+        "code": "stripe_error",
+        "message": "Stripe refused the request; the ops team has the details.",
+        "fields": [],
+    }
+    failed = BillingEvent.objects.get()
+    assert failed.status == BillingEventStatus.FAILED and "cus_deleted_at_stripe" in failed.error
+    acme.refresh_from_db()
+    assert acme.tier.code == "starter"
+
+
+@pytest.mark.django_db
+def test_the_portal_answers_503_while_stripe_is_down(fake_stripe, stripe_company):
+    acme = stripe_company("starter")
+    with_customer(fake_stripe, acme)
+    fake_stripe.fail_next(1, 503)
+
+    response = _as(acme.owner).post(PORTAL, {}, format="json")
+
+    assert (response.status_code, response.json()["error"]["code"]) == (503, "unavailable")
+    assert not AuditLog.objects.filter(action="billing.portal.open").exists()
 
 
 @pytest.mark.django_db

@@ -126,8 +126,14 @@ def test_failover_to_an_unhealthy_region_needs_force(client, can_fail_over, prim
     client.force_login(can_fail_over)
 
     refused = client.post(URL, {"to": "secondary", "reason": "x"}, content_type="application/json")
+    message = "Secondary is not healthy (status unhealthy, 4 failing probes); pass force to move traffic anyway."
     assert refused.status_code == 409
-    assert refused.json()["error"]["fields"][0]["field"] == "to"
+    assert refused.json()["error"] == {
+        "status": 409,
+        "code": "conflict",
+        "message": message,
+        "fields": [{"field": "to", "code": "conflict", "message": message}],
+    }
     assert active_slug() == "primary"
 
     forced = client.post(

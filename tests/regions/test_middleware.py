@@ -80,7 +80,17 @@ def test_writes_get_503_with_retry_after_when_no_region_is_healthy(on_standby, p
     response = on_standby(RequestFactory().post("/api/v1/usage/events/"))
     assert response.status_code == 503
     assert response["Retry-After"] == "30"
-    assert json.loads(response.content)["error"]["code"] == "no_healthy_region"
+    assert (response["Content-Type"], json.loads(response.content)) == (
+        "application/json",
+        {
+            "error": {
+                "status": 503,
+                "code": "no_healthy_region",
+                "message": "No healthy region is taking writes right now; retry shortly.",
+                "fields": [],
+            }
+        },
+    )
     assert on_standby(RequestFactory().get("/api/v1/regions/")).status_code == 200  # reads still served
 
 
