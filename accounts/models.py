@@ -12,19 +12,14 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from rest_framework_api_key.models import AbstractAPIKey
 
-from billing.plans.models import Feature, Tier, TierLimit
+from billing.plans.models import Tier
 
 
-def default_tier_id() -> int:
-    """Companies created without a tier start on the cheapest one. A database without a
-    catalogue (a fresh test database after a flush) gets the default catalogue first."""
-    tier_id = Tier.objects.order_by("order", "monthly_price", "id").values_list("pk", flat=True).first()
-    if tier_id is None:
-        from billing.plans.catalogue import install_default_catalogue
-
-        install_default_catalogue(Tier=Tier, Feature=Feature, TierLimit=TierLimit)
-        tier_id = Tier.objects.order_by("order", "monthly_price", "id").values_list("pk", flat=True).first()
-    return tier_id
+def default_tier_id() -> int | None:
+    """Companies created without a tier start on the cheapest one. Without any tier there
+    is no default; the catalogue is installed by billing's data migration (or a fixture),
+    never as a side effect of creating a company."""
+    return Tier.objects.order_by("order", "monthly_price", "id").values_list("pk", flat=True).first()
 
 
 class CompanyStatus(models.TextChoices):

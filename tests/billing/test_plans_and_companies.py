@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from django.db import IntegrityError, transaction
 
 from accounts.models import Company, Membership
 from accounts.selectors import company_owner_emails, company_period
@@ -49,6 +50,17 @@ def test_a_new_company_starts_on_the_cheapest_tier_with_a_monthly_period():
     assert company.tier.code == "starter"
     assert company.status == "active"
     assert company_period(company, d(2026, 11, 16)) == (d(2026, 11, 10), d(2026, 12, 10))
+
+
+@pytest.mark.django_db
+def test_creating_a_company_never_installs_a_catalogue():
+    Tier.objects.all().delete()
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Company.objects.create(name="No Plan Co", slug="no-plan-co")
+
+    assert not Tier.objects.exists() and not TierLimit.objects.exists()
+    assert not Company.objects.filter(slug="no-plan-co").exists()
 
 
 @pytest.mark.django_db
