@@ -44,7 +44,8 @@ def _acting_user():
 @receiver(pre_save, sender=get_user_model(), dispatch_uid="audit_password_before")
 def _password_before(sender, instance, raw=False, update_fields=None, **kwargs):
     # Partial saves are Django's own bookkeeping (last_login; re-hashing the same password
-    # with a stronger hasher at login), never a new password: skip them, and their query.
+    # with a stronger hasher at login), or a service that audits its own password change
+    # (accounts' password reset): skip them, and their query.
     if raw or instance.pk is None or update_fields is not None:
         return
     stored = sender._default_manager.filter(pk=instance.pk).values_list("password", flat=True).first()

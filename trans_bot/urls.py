@@ -1,11 +1,14 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts.forms import ResetPasswordForm
 from trans_bot.health import HealthzView
 
 api_v1 = [
+    path("", include("accounts.urls")),
     path("", include("regions.urls")),
     path("", include("usage.urls")),
     path("", include("billing.urls")),
@@ -20,6 +23,13 @@ urlpatterns = [
         RedirectView.as_view(url="/admin/accounts/%(rest)s", permanent=True, query_string=True),
     ),
     path("admin/", admin.site.urls),
+    # Where the password reset e-mail's link lands (the API's confirm takes the same uid and token).
+    path(
+        "reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(form_class=ResetPasswordForm),
+        name="password_reset_confirm",
+    ),
+    path("reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -1,0 +1,107 @@
+"""Failed sign-ins are limited per client address and per username: fixed-window counters
+in the cache, counted as the ingestion throttle counts requests (one Redis round trip).
+
+In each window of ``LOGIN_FAILURE_WINDOW_SECONDS`` a username may fail
+``LOGIN_FAILURES_PER_USERNAME`` times and an address ``LOGIN_FAILURES_PER_IP`` times; after
+that, attempts for that username or from that address are refused until the window ends.
+A refused attempt is not checked at all, so the right password is refused too: answering
+it differently would tell a guesser when they hit it.
+
+An attempt is counted *before* its password is checked and handed back when it succeeds,
+so a burst of parallel guesses cannot all slip in under the limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
+
+
+class SignInLocked(Exception):
+    """Too many failed sign-ins for this username or from this address in this window."""
+
+    def __init__(self, wait: int):
+        super().__init__(f"locked for {wait} s")
+        self.wait = wait
+
+
+@dataclass(frozen=True)
+class SignInAttempt:
+    ip_key: str
+    username_key: str
+    # Counts in this window, this attempt included.
+    ip_count: int
+    username_count: int
+    window_ends_in: int
+
+    @property
+    def locks_if_it_fails(self) -> bool:
+        """This attempt, if it fails, is the one that uses up the address's or the username's tries."""
+        return (
+            self.ip_count == settings.LOGIN_FAILURES_PER_IP
+            or self.username_count == settings.LOGIN_FAILURES_PER_USERNAME
+        )
+
+
+def _keys(*, ip: str | None, username: str, window: int) -> tuple[str, str]:
+    # Usernames are case-sensitive (so is the lock) and may hold any character: hash them.
+    digest = hashlib.sha256(username.encode()).hexdigest()[:32]
+    return f"signin-fail:ip:{ip or 'unknown'}:{window}", f"signin-fail:user:{digest}:{window}"
+
+
+def _add(keys: tuple[str, ...], delta: int, ttl: int) -> list[int]:
+    cache = caches["default"]  # the backend itself (``django.core.cache.cache`` is a proxy)
+    if isinstance(cache, RedisCache):
+        full = [cache.make_and_validate_key(key) for key in keys]
+        client = cache._cache.get_client(full[0], write=True)
+        pipe = client.pipeline()
+        for key in full:
+            pipe.incrby(key, delta)
+            pipe.expire(key, ttl, nx=True)
+        return [int(value) for value in pipe.execute()[::2]]
+    counts: list[int] = []  # other caches (the embedded demo's file cache): not atomic, one machine
+    for key in keys:
+        cache.add(key, 0, timeout=ttl)
+        try:
+            counts.append(cache.incr(key, delta))
+        except ValueError:  # expired in between
+            cache.set(key, max(delta, 0), timeout=ttl)
+            counts.append(max(delta, 0))
+    return counts
+
+
+def sign_in_attempt_begin(*, ip: str | None, username: str) -> SignInAttempt:
+    """Count one attempt against the address and the username, or raise ``SignInLocked``."""
+    length = settings.LOGIN_FAILURE_WINDOW_SECONDS
+    now = time.time()
+    window = int(now // length)
+    keys = _keys(ip=ip, username=username, window=window)
+    ttl = length + 1
+    ip_count, username_count = _add(keys, 1, ttl)
+    ends_in = max(math.ceil((window + 1) * length - now), 1)
+    if ip_count > settings.LOGIN_FAILURES_PER_IP or username_count > settings.LOGIN_FAILURES_PER_USERNAME:
+        _add(keys, -1, ttl)  # a refused attempt is not a failure: it must not lengthen anything
+        raise SignInLocked(wait=ends_in)
+    return SignInAttempt(
+        ip_key=keys[0], username_key=keys[1], ip_count=ip_count, username_count=username_count,
+        window_ends_in=ends_in,
+    )
+
+
+def sign_in_attempt_succeeded(attempt: SignInAttempt) -> None:
+    """The attempt was no failure: hand it back to the address, and clear the username's
+    count (whoever knows the password has nothing left to guess)."""
+    _add((attempt.ip_key,), -1, settings.LOGIN_FAILURE_WINDOW_SECONDS + 1)
+    caches["default"].delete(attempt.username_key)
+
+
+def sign_in_failures_clear(*, username: str) -> None:
+    """Forget the username's failures in this window (its owner just proved who they are)."""
+    window = int(time.time() // settings.LOGIN_FAILURE_WINDOW_SECONDS)
+    caches["default"].delete(_keys(ip=None, username=username, window=window)[1])
