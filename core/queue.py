@@ -34,4 +34,10 @@ def enqueue(
     """``enqueue("ops.deliver_notification", pk)``: the task runs in a worker (or inline
     when eager). Raises what the broker raises when it is down: callers that keep a row
     for a sweep to pick up catch it."""
-    return registered_task(task_name).apply_async(args, countdown=countdown, eta=eta)
+    # Only what was given: celery reads an absent option and None alike, its stubs accept no None.
+    options: dict[str, Any] = {}
+    if countdown is not None:
+        options["countdown"] = countdown
+    if eta is not None:
+        options["eta"] = eta
+    return registered_task(task_name).apply_async(args, **options)

@@ -8,6 +8,7 @@ a second), so a request costs no database query.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -19,7 +20,7 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class RegionRoutingMiddleware:
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         self.region = settings.REGION_NAME
         self.exempt = tuple(settings.REGIONS_ROUTING_EXEMPT)

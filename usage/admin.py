@@ -170,7 +170,8 @@ def _attach_usage(companies: list[Company]) -> None:
             company__in=companies, period_start__lte=now, period_end__gt=now
         ).only("company_id", "feature_id", "used")
     }
-    limits = {
+    # The plugin types Company.tier_id as optional (the column has a default), so the key allows None.
+    limits: dict[tuple[int | None, int], int | None] = {
         (lim.tier_id, lim.feature_id): lim.included
         for lim in TierLimit.objects.filter(tier__in={c.tier_id for c in companies})
     }
@@ -194,7 +195,7 @@ def _attach_usage(companies: list[Company]) -> None:
                     "level": levels.get((company.pk, feature.pk), Level.OK),
                 }
             )
-        company._usage = items
+        company._usage = items  # type: ignore[attr-defined]  # a per-row cache for the usage column
 
 
 admin.site.unregister(Company)

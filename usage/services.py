@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -391,7 +392,7 @@ def _report(*, candidates: list[Candidate], new: list[tuple[Candidate, list[str]
     current = [c for c in candidates if c.period_end > now]
     worst = sorted(current, key=lambda c: (-c.percent, c.company_id))[:WORST_OFFENDERS]
 
-    def row(c: Candidate, **extra) -> dict:
+    def row(c: Candidate, **extra: Any) -> dict[str, Any]:
         return {
             "company_id": c.company_id,
             "company": names.get(c.company_id, ""),
