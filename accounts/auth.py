@@ -5,10 +5,14 @@ The key resolves the company; everything the request does is scoped to it.
 
 from __future__ import annotations
 
+import math
+import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.core.cache import cache
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
@@ -17,6 +21,7 @@ from rest_framework.views import APIView
 from rest_framework_api_key.permissions import KeyParser
 
 from accounts.models import CompanyAPIKey
+from core.middleware import client_ip
 
 if TYPE_CHECKING:
     from drf_spectacular.openapi import AutoSchema
@@ -26,11 +31,42 @@ if TYPE_CHECKING:
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
+def _failure_key(address: str | None, window: int) -> str:
+    return f"apikey-fail:{address or 'unknown'}:{window}"
+
+
+def api_key_lockout(address: str | None) -> int:
+    """Seconds until ``address`` may try an API key again; 0 when it may now. An address
+    that failed ``API_KEY_FAILURES_PER_IP`` times in this window of
+    ``API_KEY_FAILURE_WINDOW_SECONDS`` is refused until the window ends, even with a good
+    key (answering that differently would tell a guesser when they hit one)."""
+    length = settings.API_KEY_FAILURE_WINDOW_SECONDS
+    now = time.time()
+    window = int(now // length)
+    failures = cache.get(_failure_key(address, window), 0)
+    if failures < settings.API_KEY_FAILURES_PER_IP:
+        return 0
+    return max(math.ceil((window + 1) * length - now), 1)
+
+
+def api_key_failure_count(address: str | None) -> int:
+    """Count one failed API-key attempt against ``address`` in this window."""
+    length = settings.API_KEY_FAILURE_WINDOW_SECONDS
+    key = _failure_key(address, int(time.time() // length))
+    cache.add(key, 0, timeout=length + 1)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired in between
+        cache.set(key, 1, timeout=length + 1)
+        return 1
+
+
 class CompanyAPIKeyAuthentication(authentication.BaseAuthentication):
     """Resolves ``request.auth`` to a valid, unrevoked, unexpired ``CompanyAPIKey``.
 
     A request without an ``Api-Key`` header is left to the other authenticators; one with
-    a wrong key is refused outright (401), never silently treated as anonymous."""
+    a wrong key is refused outright (401), never silently treated as anonymous. Failed
+    attempts are counted per client address: too many, and the address gets 429."""
 
     keyword = "Api-Key"
     key_parser = KeyParser()
@@ -39,6 +75,10 @@ class CompanyAPIKeyAuthentication(authentication.BaseAuthentication):
         raw = self.key_parser.get(request)
         if not raw:
             return None
+        address = client_ip(request._request)
+        wait = api_key_lockout(address)
+        if wait:
+            raise exceptions.Throttled(wait=wait, detail="Too many failed API-key attempts from this address.")
         prefix, _, _ = raw.partition(".")
         key = (
             CompanyAPIKey.objects.select_related("company", "company__tier")
@@ -46,6 +86,7 @@ class CompanyAPIKeyAuthentication(authentication.BaseAuthentication):
             .first()
         )
         if key is None or key.has_expired or not key.is_valid(raw):
+            api_key_failure_count(address)
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")
         now = timezone.now()
         if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:

@@ -218,6 +218,10 @@ if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append(
         "rest_framework.renderers.BrowsableAPIRenderer"
     )
+# Failed API-key attempts allowed per client address in each window; beyond them, every
+# API-key call from that address is refused (429) until the window ends.
+API_KEY_FAILURES_PER_IP = env.int("API_KEY_FAILURES_PER_IP", default=20)
+API_KEY_FAILURE_WINDOW_SECONDS = env.int("API_KEY_FAILURE_WINDOW_SECONDS", default=300)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Trans Bot back office API",
     "DESCRIPTION": "Usage against plan limits, plans, upgrades, region status.",

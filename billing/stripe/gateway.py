@@ -13,6 +13,7 @@ person calls wrap their work in ``stripe_errors_for_caller`` so that person is t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from stripe.params.billing import MeterEventSummaryListParams
 from core.errors import ApplicationError, ErrorKind
 
 DUPLICATE_METER_EVENT = "An event already exists with identifier"
+
+log = logging.getLogger(__name__)
 
 
 class StripeGatewayError(Exception):
@@ -41,12 +44,15 @@ class StripeGatewayError(Exception):
         status: int | None = None,
         code: str | None = None,
         body: dict[str, Any] | None = None,
+        request_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status = status
         self.code = code
         self.body = body or {}
+        # Stripe's id of the failed request: find it in Stripe's dashboard (Developers → Logs).
+        self.request_id = request_id
 
 
 class StripeUnavailable(ApplicationError):
@@ -107,12 +113,26 @@ def _translate(exc: stripe.StripeError) -> StripeGatewayError:
         retryable = False
     error = (exc.json_body or {}).get("error") if isinstance(exc.json_body, dict) else None
     message = (error or {}).get("message") or str(exc) or exc.__class__.__name__
+    request_id = exc.request_id or None
+    # A repeated meter event is Stripe saying "delivered before": not a failure.
+    duplicate = status == 400 and str(message).startswith(DUPLICATE_METER_EVENT)
+    log.log(
+        logging.INFO if duplicate else logging.WARNING,
+        "Stripe %s error (%s, code %s, request %s, %s): %s",
+        status or "connection",
+        exc.__class__.__name__,
+        exc.code or "-",
+        request_id or "none: no answer",
+        "retryable" if retryable else "not retryable",
+        message,
+    )
     return StripeGatewayError(
-        f"Stripe {status or 'connection'} error: {message}",
+        f"Stripe {status or 'connection'} error: {message}" + (f" (request {request_id})" if request_id else ""),
         retryable=retryable,
         status=status,
         code=exc.code,
         body=exc.json_body if isinstance(exc.json_body, dict) else None,
+        request_id=request_id,
     )
 
 

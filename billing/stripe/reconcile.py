@@ -8,6 +8,7 @@ from datetime import datetime
 
 from django.db import transaction
 from django.db.models import Sum
+from django.utils import timezone
 
 from accounts.models import Company
 from accounts.selectors import company_period
@@ -39,8 +40,10 @@ def billing_reconcile(
 ) -> list[ReconcileRow]:
     """Compare, per company and metered feature, the units we reported as sent for the
     period containing ``at`` (or the one before it) with Stripe's meter event summary for
-    the same window; open an ops task for each difference."""
+    the same window; open an ops task for each difference, and for each comparison
+    Stripe could not answer."""
     client = client or stripe_client()
+    now = timezone.now()
     meters = list(FeatureMeter.objects.select_related("feature").exclude(meter_id=""))
     rows: list[ReconcileRow] = []
     mappings = (
@@ -75,6 +78,20 @@ def billing_reconcile(
             except StripeGatewayError as exc:
                 row.error = str(exc)
             rows.append(row)
+            if open_tasks and row.error:
+                with transaction.atomic():
+                    ops_task_open(
+                        kind="billing.reconcile_failed",
+                        title=f"Billing not reconciled: {company} · {meter.feature} ({start:%Y-%m-%d})",
+                        details=(
+                            f"Stripe's meter summary for {meter.meter_id} could not be read: {row.error}\n"
+                            "Nothing was compared for this company and period. Fix the cause, then run "
+                            "`manage.py billing_reconcile` again."
+                        ),
+                        severity="medium",
+                        company=company,
+                        dedup_key=f"billing.reconcile_failed:{company.pk}:{meter.feature.code}:{start:%Y%m%d}:{now:%Y%m%d}",
+                    )
             if open_tasks and not row.matches and not row.error:
                 with transaction.atomic():
                     ops_task_open(

@@ -27,6 +27,7 @@ from billing.stripe.models import (
 )
 from billing.stripe.subscriptions import subscription_apply, subscription_tier
 from core.errors import ApplicationError, ErrorKind
+from ops.services import ops_task_open
 from usage.models import UsageCounter
 
 
@@ -269,15 +270,53 @@ def _change_subscription(
 
 
 @stripe_errors_for_caller()
+def stripe_failure_task(*, company: Company, doing: str, error: StripeGatewayError) -> None:
+    """The ops task for a Stripe failure that no billing event records. Stripe being
+    unreachable is one task a day, whoever hit it; a refusal is one task per company,
+    action and day (the person who asked was told only that ops has the details)."""
+    today = f"{timezone.now():%Y-%m-%d}"
+    where = f"Find request {error.request_id} in Stripe's dashboard (Developers → Logs). " if error.request_id else ""
+    with transaction.atomic():
+        if error.retryable:
+            ops_task_open(
+                kind="billing.stripe_unavailable",
+                title=f"Stripe unreachable: could not {doing} for {company}",
+                details=(
+                    f"{error}\n{where}Customers were told to try again in a minute. Check status.stripe.com "
+                    "and the network to Stripe; resolve once calls go through again. One task a day."
+                ),
+                severity="medium",
+                dedup_key=f"billing.stripe_unavailable:{today}",
+            )
+        else:
+            ops_task_open(
+                kind="billing.stripe_refused",
+                title=f"Stripe refused to {doing} for {company}",
+                details=(
+                    f"{error}\n{where}The customer was told the ops team has the details. Fix the cause "
+                    "(API key, the company's Stripe customer, Stripe settings) and tell the customer."
+                ),
+                severity="high",
+                company=company,
+                target=company,
+                dedup_key=f"billing.stripe_refused:{company.pk}:{doing}:{today}",
+            )
+
+
 def billing_portal_session(*, company: Company, actor: Actor, client: StripeClient | None = None) -> str:
-    """A Stripe Billing Portal URL for the company (payment methods, invoices)."""
+    """A Stripe Billing Portal URL for the company (payment methods, invoices). A Stripe
+    failure leaves an ops task behind (a portal session has no billing event to fail)."""
     client = client or stripe_client()
-    customer_id = stripe_customer_ensure(company=company, client=client)
-    session = client.portal_session_create(
-        customer_id=customer_id,
-        return_url=settings.BILLING_RETURN_URL,
-        idempotency_key=f"tb-portal-{company.pk}-{uuid.uuid4().hex}",
-    )
+    try:
+        customer_id = stripe_customer_ensure(company=company, client=client)
+        session = client.portal_session_create(
+            customer_id=customer_id,
+            return_url=settings.BILLING_RETURN_URL,
+            idempotency_key=f"tb-portal-{company.pk}-{uuid.uuid4().hex}",
+        )
+    except StripeGatewayError as exc:
+        stripe_failure_task(company=company, doing="open the billing portal", error=exc)
+        raise
     with transaction.atomic():
         audit_record(
             action="billing.portal.open",

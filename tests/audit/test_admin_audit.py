@@ -57,6 +57,22 @@ def test_an_admin_login_and_a_failed_login_are_audited(client, ops_user):
     assert ok.actor_label == "olivia" and ok.actor_user_id == ops_user.pk
 
 
+def test_a_refused_admin_login_with_a_right_password_is_audited(client, outsider, django_user_model):
+    """Django signals nothing when the password is right but the person is no staff."""
+    login = reverse("admin:login")
+    response = client.post(login, {"username": "oscar", "password": "pw-oscar-123"})
+    assert response.status_code == 200 and "staff account" in response.content.decode()
+    failed = AuditLog.objects.get(action="auth.login_failed")
+    assert failed.actor_type == "external" and failed.actor_label == "oscar"
+    assert failed.target_repr == "oscar" and failed.target_id == str(outsider.pk)
+    assert failed.details == {"reason": "not a staff account", "where": "admin"}
+    assert not AuditLog.objects.filter(action="auth.login").exists()
+
+    django_user_model.objects.filter(pk=outsider.pk).update(is_staff=True, is_active=False)
+    client.post(login, {"username": "oscar", "password": "pw-oscar-123"})
+    assert AuditLog.objects.filter(action="auth.login_failed").count() == 2
+
+
 def test_the_audit_admin_is_read_only_even_for_superusers(ops_client):
     from audit.services import Actor, audit_record
 
