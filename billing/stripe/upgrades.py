@@ -269,7 +269,6 @@ def _change_subscription(
     }
 
 
-@stripe_errors_for_caller()
 def stripe_failure_task(*, company: Company, doing: str, error: StripeGatewayError) -> None:
     """The ops task for a Stripe failure that no billing event records. Stripe being
     unreachable is one task a day, whoever hit it; a refusal is one task per company,
@@ -303,6 +302,7 @@ def stripe_failure_task(*, company: Company, doing: str, error: StripeGatewayErr
             )
 
 
+@stripe_errors_for_caller()
 def billing_portal_session(*, company: Company, actor: Actor, client: StripeClient | None = None) -> str:
     """A Stripe Billing Portal URL for the company (payment methods, invoices). A Stripe
     failure leaves an ops task behind (a portal session has no billing event to fail)."""
