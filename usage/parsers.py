@@ -1,21 +1,19 @@
 """JSON parsing with a body-size ceiling, so an oversized ingestion request gets 413
-before it is read into memory."""
+before it is read into memory (and then the API's checks, ``core.parsers``)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import IO, Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
 
 from core.errors import PayloadTooLarge
+from core.parsers import CheckedJSONParser
 
 
-class LimitedJSONParser(JSONParser):
+class LimitedJSONParser(CheckedJSONParser):
     def parse(
         self, stream: IO[Any], media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
     ) -> Any:
@@ -34,7 +32,4 @@ class LimitedJSONParser(JSONParser):
             raise too_large
         if len(body) > limit:
             raise too_large
-        try:
-            return json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ParseError(f"Malformed JSON: {exc}")
+        return self.loads(body, encoding=(parser_context or {}).get("encoding"))

@@ -150,7 +150,9 @@ class BillingEventAdmin(ReadOnlyAdmin):
 
 @admin.register(StripeWebhookEvent)
 class StripeWebhookEventAdmin(ReadOnlyAdmin):
-    list_display = ("received_at", "type", "status_pill", "stripe_id", "deliveries", "attempts", "outcome")
+    list_display = (
+        "received_at", "type", "status_pill", "stripe_id", "deliveries", "attempts", "next_attempt_at", "outcome"
+    )
     list_filter = ("status", "type", "livemode")
     search_fields = ("stripe_id", "type", "error", "outcome")
     date_hierarchy = "received_at"
@@ -177,4 +179,4 @@ class StripeWebhookEventAdmin(ReadOnlyAdmin):
 
 @admin.register(WebhookRejection)
 class WebhookRejectionAdmin(ReadOnlyAdmin):
-    list_display = ("reason", "count", "last_at")
+    list_display = ("reason", "count", "last_at", "last_event_id")

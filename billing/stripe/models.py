@@ -204,7 +204,7 @@ class WebhookEventStatus(models.TextChoices):
     RECEIVED = "received", "Received"
     PROCESSED = "processed", "Processed"
     IGNORED = "ignored", "Ignored (type not handled)"
-    FAILED = "failed", "Failed (will retry)"
+    FAILED = "failed", "Failed"
 
 
 class StripeWebhookEvent(models.Model):
@@ -222,6 +222,12 @@ class StripeWebhookEvent(models.Model):
     deliveries = models.PositiveIntegerField(default=1, help_text="How often Stripe delivered it.")
     error = models.TextField(blank=True)
     outcome = models.CharField(max_length=200, blank=True)
+    next_attempt_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Failed: when the next automatic try is due (the sweep takes it if its retry was lost). "
+        "Empty: no more automatic tries; an ops task says so.",
+    )
     received_at = models.DateTimeField()
     last_delivery_at = models.DateTimeField()
     processed_at = models.DateTimeField(null=True, blank=True)
@@ -237,11 +243,17 @@ class StripeWebhookEvent(models.Model):
 
 class WebhookRejection(models.Model):
     """How many webhook deliveries were rejected, per reason. Nothing else of a rejected
-    delivery is kept: its body is untrusted."""
+    delivery is kept (its body is untrusted), except the event id of a correctly signed one."""
 
     reason = models.CharField(max_length=30, unique=True)
     count = models.BigIntegerField(default=0)
     last_at = models.DateTimeField()
+    last_event_id = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The event id of the last correctly signed delivery rejected for this reason "
+        "(a Stripe event we could not read): replay it from the Stripe dashboard once fixed.",
+    )
 
     class Meta:
         verbose_name = "Stripe webhook rejection counter"

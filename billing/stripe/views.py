@@ -23,12 +23,14 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
             body=request.body, signature=request.headers.get("Stripe-Signature")
         )
     except WebhookRejected as exc:
+        # A signature problem blames the header; a signed event we cannot read, the body.
+        blamed = "body" if exc.reason == "malformed" else "Stripe-Signature"
         return JsonResponse(
             error_body(
                 status_code=400,
                 code=exc.reason,
                 message=str(exc),
-                fields=[{"field": "Stripe-Signature", "code": exc.reason, "message": str(exc)}],
+                fields=[{"field": blamed, "code": exc.reason, "message": str(exc)}],
             ),
             status=400,
         )
