@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "billing",
     "usage",
     "regions",
+    "customers",
 ]
 
 MIDDLEWARE = [
@@ -162,6 +163,10 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_FAILURES_PER_USERNAME = env.int("LOGIN_FAILURES_PER_USERNAME", default=5)
 LOGIN_FAILURES_PER_IP = env.int("LOGIN_FAILURES_PER_IP", default=20)
 LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=900)
+# The account pages' sign-in (customers app); the admin keeps its own.
+LOGIN_URL = "customers:login"
+LOGIN_REDIRECT_URL = "customers:usage"
+LOGOUT_REDIRECT_URL = "customers:login"
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -297,8 +302,8 @@ STRIPE_LIVE_BILLING = env.bool("STRIPE_LIVE_BILLING", default=False)
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 # Webhook signatures older than this many seconds are refused (Stripe's default: 300).
 STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
-# Where Checkout and the Billing Portal send the customer back to (the frontend).
-BILLING_RETURN_URL = env.str("BILLING_RETURN_URL", default="") or SITE_URL + "/"
+# Where Checkout and the Billing Portal send the customer back to (default: the account's plans page).
+BILLING_RETURN_URL = env.str("BILLING_RETURN_URL", default="") or SITE_URL + "/account/plans/"
 # Overage reports that fail transiently retry with backoff (base * 2^(n-1), capped) and
 # give up after BILLING_REPORT_MAX_ATTEMPTS (an ops task then says so).
 BILLING_RETRY_BASE_SECONDS = env.int("BILLING_RETRY_BASE_SECONDS", default=60)

@@ -7,10 +7,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Company, CompanyAPIKey, CompanyStatus
@@ -18,7 +20,7 @@ from accounts.selectors import company_owner_emails
 from audit.services import Actor, audit_record
 from billing.plans.models import Feature
 from core.errors import Conflict
-from core.links import admin_url
+from core.links import absolute_url, admin_url
 from ops.services import notify, ops_task_open
 from usage.models import (
     CrossingLevel,
@@ -273,6 +275,11 @@ def monitor_candidates(*, now: datetime) -> list[Candidate]:
     return [Candidate(*row) for row in rows]
 
 
+def account_usage_url(company: Company) -> str:
+    """The company's usage page in the account pages (the link in the owners' e-mails)."""
+    return absolute_url(reverse("customers:usage") + "?" + urlencode({"company": company.slug}))
+
+
 def _act_on_crossing(
     *, candidate: Candidate, level: str, crossing: ThresholdCrossing, company: Company, feature: Feature
 ) -> None:
@@ -334,7 +341,7 @@ def _act_on_crossing(
                     if exceeded
                     else "Usage beyond the limit will be billed per unit. "
                 )
-                + "Compare plans in your account's usage page."
+                + f"See your usage and compare plans: {account_usage_url(company)}"
             ),
             severity="warning" if not exceeded else "critical",
             company=company,
