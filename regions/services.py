@@ -658,3 +658,33 @@ def gameday_restore(*, region: Region, actor: Actor, method: str) -> None:
     with transaction.atomic():
         Region.objects.filter(pk=region.pk).update(drill_fail=False)
         audit_record(action="region.gameday.end", actor=actor, target=region, details={"method": method})
+
+
+def gameday_blockers(*, region: Region, now: datetime | None = None) -> list[str]:
+    """Why taking ``region`` down now would show no failover (empty: go ahead). The gate
+    would rightly keep traffic where it is, so the drill would measure nothing and leave
+    a dead region serving: a game day checks these first and refuses with the reasons."""
+    now = now or timezone.now()
+    policy = policy_get()
+    reasons = []
+    if not policy.multi_region_enabled:
+        reasons.append("multi-region is off in the failover policy, so the gate never fails over")
+    if not region.is_active:
+        reasons.append(f"{region.name} is not the active region: taking it down moves no traffic")
+    if policy.pinned_region_id == region.pk:
+        reasons.append(
+            f"{region.name} is pinned by {policy.pinned_by or 'ops'}: release the pin first (failover policy page)"
+        )
+    until = _in_cooldown(policy, now)
+    if until is not None:
+        wait = int((until - now).total_seconds()) + 1
+        reasons.append(f"the cooldown after the last failover runs until {until:%H:%M:%S} UTC ({wait} s from now)")
+    standbys = list(Region.objects.exclude(pk=region.pk).order_by("order", "pk"))
+    if not any(_is_candidate(r) for r in standbys):
+        states = ", ".join(
+            f"{r.name} {'disabled' if not r.enabled else r.status}"
+            + (f" ({r.consecutive_failures} failing probes)" if r.consecutive_failures else "")
+            for r in standbys
+        )
+        reasons.append(f"no standby region is healthy ({states or 'there is none'}): nowhere to fail over to")
+    return reasons

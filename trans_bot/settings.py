@@ -249,6 +249,8 @@ REGIONS_ROUTING_EXEMPT = env.list(
     "REGIONS_ROUTING_EXEMPT",
     default=["/healthz", "/admin/", "/api/v1/billing/stripe/webhook/", "/api/v1/regions/failover/"],
 )
+# The plan's recovery time objective: a game day whose failover takes longer fails.
+REGIONS_RTO_TARGET_SECONDS = env.int("REGIONS_RTO_TARGET_SECONDS", default=900)
 
 # --- Usage ----------------------------------------------------------------------------
 

@@ -7,9 +7,11 @@ from io import StringIO
 import httpx
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
 
 from audit.models import AuditLog
-from regions.models import FailoverEvent, GameDay, Region
+from regions.models import FailoverEvent, FailoverPolicy, GameDay, Region
 from regions.services import policy_sync_schedule
 from tests.regions.conftest import active_slug
 
@@ -48,9 +50,70 @@ def test_gameday_takes_the_primary_down_measures_and_restores(primary, secondary
     assert game.succeeded and game.method == "fake-region" and game.switched_to.slug == "secondary"
     assert game.detected_after_s is not None and game.switched_after_s >= game.detected_after_s
     assert fake_primary.mode == "ok"  # restored
-    assert "RTO:" in out.getvalue()
+    text = out.getvalue()
+    assert "RTO:" in text and "against the 15 min target — met; traffic moved to Secondary" in text
+    assert "fail back by hand" in text
+    assert game.notes.startswith("RTO ") and game.notes.endswith("within the 15 min target")
     assert FailoverEvent.objects.get().kind == "automatic"
     assert AuditLog.objects.filter(action__startswith="region.gameday.").count() == 2
+
+
+def _refusal(*args) -> CommandError:
+    with pytest.raises(CommandError) as refused:
+        call_command("gameday", "--drive", "--interval", "0", *args, stdout=StringIO())
+    return refused.value
+
+
+def test_gameday_refuses_during_the_cooldown(primary, secondary, fake_primary, policy):
+    policy.last_failover_at = timezone.now()
+    policy.save()
+    refused = _refusal()
+    assert refused.returncode == 2
+    assert "Game day refused, nothing was taken down: the cooldown after the last failover runs until" in str(refused)
+    assert fake_primary.mode == "ok" and not GameDay.objects.exists()
+    assert not AuditLog.objects.filter(action="region.gameday.start").exists()
+
+
+def test_gameday_refuses_while_the_active_region_is_pinned(primary, secondary, policy):
+    FailoverPolicy.objects.filter(pk=policy.pk).update(pinned_region=primary, pinned_by="olivia")
+    refused = _refusal()
+    assert refused.returncode == 2 and "Primary is pinned by olivia: release the pin first" in str(refused)
+
+
+def test_gameday_refuses_without_a_healthy_standby(primary, secondary, fake_secondary):
+    fake_secondary.set_mode("fail")  # the first probe cycle sees it failing
+    refused = _refusal()
+    assert refused.returncode == 2
+    assert "no standby region is healthy (Secondary healthy (1 failing probes)): nowhere to fail over to" in str(
+        refused
+    )
+    assert active_slug() == "primary" and not GameDay.objects.exists()
+
+
+def test_gameday_exits_non_zero_when_nothing_failed_over(primary, secondary, fake_primary):
+    out = StringIO()
+    with pytest.raises(CommandError) as failed:
+        call_command("gameday", "--drive", "--interval", "0", "--timeout", "0.001", stdout=out)
+    assert failed.value.returncode == 1
+    assert "Game day failed: no failover within 0.001 s: Primary was not even detected as down" in str(failed.value)
+    text = out.getvalue()
+    assert "Nothing moved: traffic stayed on Primary, there is nothing to fail back." in text
+    assert "by hand" not in text
+    game = GameDay.objects.get()
+    assert not game.succeeded and game.notes.startswith("no failover within 0.001 s")
+    assert active_slug() == "primary" and fake_primary.mode == "ok"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_gameday_fails_when_the_rto_misses_the_target(primary, secondary, settings):
+    settings.REGIONS_RTO_TARGET_SECONDS = 0
+    out = StringIO()
+    with pytest.raises(CommandError) as failed:
+        call_command("gameday", "--drive", "--interval", "0", stdout=out)
+    assert failed.value.returncode == 1 and "missed the 0.0 s target" in str(failed.value)
+    assert "MISSED; traffic moved to Secondary" in out.getvalue()
+    assert "fail back by hand" in out.getvalue()  # traffic did move
+    assert active_slug() == "secondary" and not GameDay.objects.get().succeeded
 
 
 def test_gameday_uses_the_drill_switch_for_a_region_that_is_not_fake(primary, secondary):

@@ -3,17 +3,33 @@
 Without ``--drive`` it watches what the running beat and workers do (a true drill of
 the whole system); with ``--drive`` it runs the probe cycles itself at the policy
 interval, so it also works where no beat runs.
+
+It first checks that a failover can happen at all (multi-region on, the region active
+and not pinned, no cooldown, a healthy standby) and refuses with the reasons (exit 2).
+It exits 1 when no failover happened or the RTO missed the target, 0 otherwise.
 """
 
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from audit.services import Actor
 from regions.models import FailoverEvent, GameDay, Region, RegionStatus
 from regions.selectors import policy_get
-from regions.services import gameday_restore, gameday_take_down, regions_probe_cycle
+from regions.services import gameday_blockers, gameday_restore, gameday_take_down, regions_probe_cycle
+
+REFUSED = 2  # exit status when the preconditions are not met (1: the drill ran and failed)
+
+
+def _duration(seconds: float) -> str:
+    """68.1 -> "1 min 8 s"; 900 -> "15 min"."""
+    whole = round(seconds)
+    minutes, secs = divmod(whole, 60)
+    if not minutes:
+        return f"{seconds:.1f} s"
+    return f"{minutes} min" + (f" {secs} s" if secs else "")
 
 
 class Command(BaseCommand):
@@ -42,18 +58,25 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        policy = policy_get()
-        if not policy.multi_region_enabled:
-            raise CommandError("Multi-region is off in the failover policy: the gate would never fail over.")
         region = (
             Region.objects.filter(slug=options["region"]).first()
             if options["region"]
             else Region.objects.filter(is_active=True).first()
         )
         if region is None:
-            raise CommandError("No such region (and no active region to default to).")
+            raise CommandError("No such region (and no active region to default to).", returncode=REFUSED)
+        if options["drive"]:
+            regions_probe_cycle()  # judge the preconditions on fresh probes
+            region.refresh_from_db()
+        blockers = gameday_blockers(region=region)
+        if blockers:
+            raise CommandError(
+                "Game day refused, nothing was taken down: " + "; ".join(blockers) + ".", returncode=REFUSED
+            )
+        policy = policy_get()
         interval = options["interval"] if options["interval"] is not None else policy.probe_interval_seconds
         timeout = options["timeout"] or policy.probe_interval_seconds * (policy.failure_threshold + 3)
+        target = settings.REGIONS_RTO_TARGET_SECONDS
         actor = Actor.system("gameday")
 
         started_at = timezone.now()
@@ -83,6 +106,20 @@ class Command(BaseCommand):
             else None
         )
         switched = (event.decided_at - started_at).total_seconds() if event else None
+        if event is None:
+            held = policy_get().stranded_reason
+            why = (
+                f"the gate kept traffic on {region.name}: {held}"
+                if held
+                else f"{region.name} was not even detected as down"
+                + ("" if options["drive"] else " (is beat running? --drive runs the probes here)")
+            )
+            verdict = f"no failover within {timeout:g} s: {why}"
+        elif switched is not None and switched > target:
+            verdict = f"RTO {_duration(switched)} missed the {_duration(target)} target"
+        else:
+            verdict = f"RTO {_duration(switched or 0)} within the {_duration(target)} target"
+        passed = event is not None and switched is not None and switched <= target
         game = GameDay.objects.create(
             started_at=started_at,
             region=region,
@@ -90,16 +127,31 @@ class Command(BaseCommand):
             detected_after_s=detected,
             switched_after_s=switched,
             switched_to=event.to_region if event else None,
-            succeeded=event is not None,
-            notes="" if event else f"no failover within {timeout:g} s",
+            succeeded=passed,
+            notes=verdict,
         )
-        self.stdout.write(f"detection: {detected:.2f} s" if detected is not None else "detection: not detected")
-        if event:
-            assert event.to_region is not None  # a failover names its target; only deleting a region clears it
-            self.stdout.write(self.style.SUCCESS(f"RTO: {switched:.2f} s — traffic moved to {event.to_region.name}"))
+        if detected is not None:
+            self.stdout.write(f"detection: {detected:.2f} s ({_duration(detected)})")
         else:
-            self.stdout.write(self.style.ERROR(f"no failover within {timeout:g} s (pin? cooldown? standby?)"))
-        self.stdout.write(
-            f"{region.name} restored; result stored as game day #{game.pk}. "
-            "Fail back by hand when it is healthy again (see README runbook)."
-        )
+            self.stdout.write("detection: not detected")
+        if event is not None:
+            assert event.to_region is not None and switched is not None  # a failover names its target
+            style = self.style.SUCCESS if passed else self.style.ERROR
+            self.stdout.write(
+                style(
+                    f"RTO: {switched:.2f} s ({_duration(switched)}) against the {_duration(target)} target — "
+                    f"{'met' if passed else 'MISSED'}; traffic moved to {event.to_region.name}"
+                )
+            )
+            self.stdout.write(
+                f"{region.name} restored; result stored as game day #{game.pk}. "
+                f"Traffic is on {event.to_region.name}: fail back by hand when {region.name} is healthy again "
+                "(see README runbook)."
+            )
+        else:
+            self.stdout.write(
+                f"{region.name} restored; result stored as game day #{game.pk}. "
+                f"Nothing moved: traffic stayed on {region.name}, there is nothing to fail back."
+            )
+        if not passed:
+            raise CommandError(f"Game day failed: {verdict}.")
