@@ -9,7 +9,10 @@ from accounts.models import Company, Membership
 from billing.plans.catalogue import install_default_catalogue
 from billing.plans.models import Feature, Tier, TierLimit
 
-# slug, name, tier, owner username
+# The customer login `make demo` prints: Near Limit Carriers' owner, at 87 % of its quotes.
+CUSTOMER_LOGIN = ("nina", "nina-demo", "Near Limit Carriers")
+
+# slug, name, tier, owner username (password: <username>-demo)
 DEMO_COMPANIES = [
     ("acme-freight", "Acme Freight", "starter", "alice"),
     ("near-limit-carriers", "Near Limit Carriers", "starter", "nina"),

@@ -31,6 +31,8 @@ cat <<MSG
 
   Trans Bot back office is starting on http://127.0.0.1:${PORT}/
     admin:    http://127.0.0.1:${PORT}/admin/   (login printed above)
+    account:  http://127.0.0.1:${PORT}/account/   (customer login: nina / nina-demo, Near Limit Carriers)
+    pricing:  http://127.0.0.1:${PORT}/pricing/   (the public calculator)
     API docs: http://127.0.0.1:${PORT}/api/docs/
     health:   http://127.0.0.1:${PORT}/healthz
     regions:  http://127.0.0.1:${PORT}/admin/regions/region/   (fake regions on :8101, :8102;

@@ -6,9 +6,12 @@ Safe to run again: every loader creates only what is missing.
 import importlib
 import os
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
+
+from billing.demo import CUSTOMER_LOGIN
 
 DEMO_APPS = ["ops", "billing", "usage", "regions"]
 
@@ -40,5 +43,13 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 f"Admin login: {username} / "
                 + (password if created else "(unchanged; set when first created)")
+                + f" at {settings.SITE_URL}/admin/"
+            )
+        )
+        customer, customer_password, company = CUSTOMER_LOGIN
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Customer login: {customer} / {customer_password} at {settings.SITE_URL}/account/ "
+                f"(owner of {company}; the other demo owners sign in the same way)"
             )
         )
