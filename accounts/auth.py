@@ -5,6 +5,7 @@ The key resolves the company; everything the request does is scoped to it.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from datetime import timedelta
@@ -22,9 +23,14 @@ from rest_framework_api_key.permissions import KeyParser
 
 from accounts.models import CompanyAPIKey
 from core.middleware import client_ip
+from core.outages import CACHE_ERRORS, Degraded
 
 if TYPE_CHECKING:
     from drf_spectacular.openapi import AutoSchema
+
+_lockout_degraded = Degraded(
+    "API-key lockout: Redis unreachable, failed attempts not counted", logging.getLogger(__name__)
+)
 
 # Recording every use would be a write per request; once a minute is enough to answer
 # "is this key still in use?".
@@ -43,7 +49,12 @@ def api_key_lockout(address: str | None) -> int:
     length = settings.API_KEY_FAILURE_WINDOW_SECONDS
     now = time.time()
     window = int(now // length)
-    failures = cache.get(_failure_key(address, window), 0)
+    try:
+        failures = cache.get(_failure_key(address, window), 0)
+    except CACHE_ERRORS as exc:  # Redis down: keys still work (PostgreSQL checks them); no lockout
+        _lockout_degraded.failed(exc, now)
+        return 0
+    _lockout_degraded.recovered(now)
     if failures < settings.API_KEY_FAILURES_PER_IP:
         return 0
     return max(math.ceil((window + 1) * length - now), 1)
@@ -53,12 +64,16 @@ def api_key_failure_count(address: str | None) -> int:
     """Count one failed API-key attempt against ``address`` in this window."""
     length = settings.API_KEY_FAILURE_WINDOW_SECONDS
     key = _failure_key(address, int(time.time() // length))
-    cache.add(key, 0, timeout=length + 1)
     try:
-        return cache.incr(key)
-    except ValueError:  # expired in between
-        cache.set(key, 1, timeout=length + 1)
-        return 1
+        cache.add(key, 0, timeout=length + 1)
+        try:
+            return cache.incr(key)
+        except ValueError:  # expired in between
+            cache.set(key, 1, timeout=length + 1)
+            return 1
+    except CACHE_ERRORS as exc:
+        _lockout_degraded.failed(exc, time.time())
+        return 0
 
 
 class CompanyAPIKeyAuthentication(authentication.BaseAuthentication):

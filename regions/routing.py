@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from django.core.cache import cache
 
+from core.outages import CACHE_ERRORS
 from regions.selectors import routing_state_build
 
 log = logging.getLogger(__name__)
@@ -60,12 +61,19 @@ def current() -> RoutingState:
 
 
 def publish() -> dict:
-    """Build the state from the database and put it in the cache and in this process."""
+    """Build the state from the database and put it in this process and in the cache.
+
+    Runs after a failover commits: it must not fail what is done. Without Redis the other
+    processes keep their last state until the next probe cycle publishes again (every
+    cycle does), so routing catches up within one probe interval of Redis returning."""
     global _state, _loaded_at
     data = routing_state_build()
-    cache.set(CACHE_KEY, data, timeout=None)
     _state = RoutingState(**data)
     _loaded_at = time.time()
+    try:
+        cache.set(CACHE_KEY, data, timeout=None)
+    except CACHE_ERRORS as exc:
+        log.warning("regions: routing state not published (cache unreachable: %s); the next probe cycle will", exc)
     return data
 
 

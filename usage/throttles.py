@@ -1,7 +1,15 @@
-"""Rate limits per API key: one noisy backend cannot starve the others."""
+"""Rate limits per API key: one noisy backend cannot starve the others.
+
+The counters live in Redis. Without Redis the throttle counts in this process instead
+(the same limit per process: looser across N processes, never none) and says so once in
+the log: PostgreSQL, not Redis, is what ingestion needs, so a Redis outage must not turn
+away events. It tries Redis again every ``RETRY_SHARED_AFTER`` seconds.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from typing import cast
 
@@ -12,6 +20,14 @@ from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from accounts.models import CompanyAPIKey
+from core.outages import CACHE_ERRORS, Degraded
+
+logger = logging.getLogger(__name__)
+
+RETRY_SHARED_AFTER = 5.0
+_degraded = Degraded("usage ingest throttle: Redis unreachable, counting per process", logger)
+_local_lock = threading.Lock()
+_local_counts: dict[str, tuple[int, int]] = {}  # key -> (window, hits), this process only
 
 
 class UsageIngestThrottle(SimpleRateThrottle):
@@ -51,7 +67,15 @@ class UsageIngestThrottle(SimpleRateThrottle):
         window = int(now // self.duration)
         self.window_ends = (window + 1) * self.duration
         self.now = now
-        return self._count_hit(f"{key}:{window}") <= self.num_requests
+        if _degraded.worth_trying(now, every=RETRY_SHARED_AFTER):
+            try:
+                count = self._count_hit(f"{key}:{window}")
+            except CACHE_ERRORS as exc:
+                _degraded.failed(exc, now)
+            else:
+                _degraded.recovered(now)
+                return count <= self.num_requests
+        return _count_local(key, window) <= self.num_requests
 
     def _count_hit(self, key: str) -> int:
         ttl = int(self.duration) + 1
@@ -74,3 +98,14 @@ class UsageIngestThrottle(SimpleRateThrottle):
 
     def wait(self) -> float:
         return max(self.window_ends - self.now, 0)
+
+
+def _count_local(key: str, window: int) -> int:
+    with _local_lock:
+        seen_window, hits = _local_counts.get(key, (window, 0))
+        hits = hits + 1 if seen_window == window else 1
+        _local_counts[key] = (window, hits)
+        if len(_local_counts) > 10_000:  # keys of past windows: forget them
+            for stale in [k for k, (w, _) in _local_counts.items() if w != window]:
+                del _local_counts[stale]
+        return hits
