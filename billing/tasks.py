@@ -8,8 +8,6 @@ from celery import Task, shared_task
 
 from billing.stripe import overage, webhook_processing
 
-WEBHOOK_MAX_RETRIES = 8
-
 
 @shared_task(name="billing.tasks.report_overage")
 def report_overage(trigger: str = "beat") -> dict:
@@ -31,20 +29,21 @@ def sweep_billing_events() -> int:
     return overage.overage_sweep()
 
 
-@shared_task(bind=True, name="billing.tasks.process_stripe_event", max_retries=WEBHOOK_MAX_RETRIES)
+@shared_task(bind=True, name="billing.tasks.process_stripe_event", max_retries=None)
 def process_stripe_event(self: Task[Any, Any], webhook_event_id: int) -> str:
-    """Retried with exponential backoff (10 s, 20 s, ... about 40 min in all); then an
-    ops task says the event needs a look."""
+    """Retried with exponential backoff (10 s, 20 s, ... about 40 min in all). The event
+    row counts the tries and says when the next is due, so a retry lost with the broker is
+    found by the sweep; after the last, the service has opened an ops task."""
     try:
         return webhook_processing.webhook_event_process(webhook_event_id=webhook_event_id)
     except webhook_processing.WebhookProcessingError as exc:
-        if self.request.retries >= WEBHOOK_MAX_RETRIES:
-            webhook_processing.webhook_event_give_up(webhook_event_id=webhook_event_id)
+        if exc.retry_in is None:
             return "gave up"
-        raise self.retry(exc=exc, countdown=10 * 2**self.request.retries)
+        raise self.retry(exc=exc, countdown=exc.retry_in)
 
 
 @shared_task(name="billing.tasks.sweep_stripe_events")
 def sweep_stripe_events() -> int:
-    """Beat, every 5 minutes: events stored but never queued (broker down) get processed."""
+    """Beat, every 5 minutes: events stored but never queued (broker down), or whose retry
+    was lost (broker restarted), get processed."""
     return webhook_processing.webhook_events_sweep()

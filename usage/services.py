@@ -419,11 +419,39 @@ def _report(*, candidates: list[Candidate], new: list[tuple[Candidate, list[str]
 
 
 def _abandon_stale_runs(now: datetime) -> int:
-    return MonitorRun.objects.filter(
-        status=MonitorRunStatus.RUNNING, started_at__lt=now - STALE_RUN_AFTER
-    ).update(
-        status=MonitorRunStatus.ABANDONED,
-        error="Did not finish (the process died); a later run redid its work.",
+    stale = list(
+        MonitorRun.objects.filter(status=MonitorRunStatus.RUNNING, started_at__lt=now - STALE_RUN_AFTER)
+    )
+    for dead in stale:
+        with transaction.atomic():
+            if not MonitorRun.objects.filter(pk=dead.pk, status=MonitorRunStatus.RUNNING).update(
+                status=MonitorRunStatus.ABANDONED,
+                error="Did not finish (the process died); a later run redid its work.",
+            ):
+                continue
+            if not dead.dry_run:
+                _monitor_run_task(
+                    run=dead,
+                    what="died midway",
+                    details=(
+                        f"Monitor run #{dead.pk}, started {dead.started_at:%Y-%m-%d %H:%M} UTC, never finished: "
+                        "the process running it died. The run starting now redoes its work (nothing is "
+                        "done twice). Check the worker's log around that time for why it died."
+                    ),
+                    severity="medium",
+                )
+    return len(stale)
+
+
+def _monitor_run_task(*, run: MonitorRun, what: str, details: str, severity: str) -> None:
+    """The ``usage.monitor_run`` task the README promises when a run fails or dies."""
+    ops_task_open(
+        kind="usage.monitor_run",
+        title=f"Usage monitor run #{run.pk} {what}",
+        details=details,
+        severity=severity,
+        target=run,
+        dedup_key=f"usage.monitor_run.{what.split()[0]}:{run.pk}",
     )
 
 
@@ -461,13 +489,31 @@ def usage_monitor_run(*, dry_run: bool = False, trigger: str = "manual") -> Moni
                 _post_run_summary(run)
     except Exception as exc:
         log.exception("usage monitor run %s failed", run.pk)
+        error = f"{type(exc).__name__}: {exc}"[:5000]
         MonitorRun.objects.filter(pk=run.pk).update(
             status=MonitorRunStatus.FAILED,
             finished_at=timezone.now(),
             duration_ms=int((time.monotonic() - started) * 1000),
             new_tasks=run.new_tasks,
-            error=f"{type(exc).__name__}: {exc}"[:5000],
+            error=error,
         )
+        if not dry_run:
+            try:
+                with transaction.atomic():
+                    _monitor_run_task(
+                        run=run,
+                        what="failed",
+                        details=(
+                            f"Monitor run #{run.pk} ({trigger}) stopped with: {error}\n"
+                            f"It had committed {run.new_tasks} new task(s) before that; crossings it did not "
+                            "reach have not been acted on yet. Read the run in admin, fix the cause, then run "
+                            "`manage.py run_usage_monitor --dry-run` and, if that looks right, "
+                            "`manage.py run_usage_monitor` (nothing already done is done twice)."
+                        ),
+                        severity="high",
+                    )
+            except Exception:  # the database itself may be what failed: the log keeps it
+                log.exception("could not open the ops task for failed monitor run %s", run.pk)
         raise
     return run
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import Company
@@ -323,8 +323,24 @@ HANDLERS = {
 DONE = (WebhookEventStatus.PROCESSED, WebhookEventStatus.IGNORED)
 
 
+# Tries before an event is handed to ops (the first and eight retries: 10 s, 20 s, ...
+# about 40 min in all), and the backoff before the try after ``attempts`` failures.
+WEBHOOK_MAX_ATTEMPTS = 9
+WEBHOOK_RETRY_BASE = timedelta(seconds=10)
+
+
+def webhook_retry_delay(attempts: int) -> timedelta:
+    return WEBHOOK_RETRY_BASE * 2 ** max(attempts - 1, 0)
+
+
 class WebhookProcessingError(Exception):
-    """Processing failed and was recorded on the event; retrying may help."""
+    """Processing failed and was recorded on the event. ``retry_in``: seconds until the
+    next try is due (its task should be queued with that countdown), or None when that was
+    the last try and an ops task now says so."""
+
+    def __init__(self, message: str, *, retry_in: float | None) -> None:
+        super().__init__(message)
+        self.retry_in = retry_in
 
 
 def webhook_event_process(*, webhook_event_id: int, client: StripeClient | None = None) -> str:
@@ -344,8 +360,12 @@ def webhook_event_process(*, webhook_event_id: int, client: StripeClient | None 
     try:
         prepared = _prepare(event, client)
     except StripeGatewayError as exc:
-        _record_failure(event.pk, f"fetching from Stripe: {exc}")
-        raise WebhookProcessingError(str(exc)) from exc
+        with transaction.atomic():
+            locked = StripeWebhookEvent.objects.select_for_update().get(pk=event.pk)
+            if locked.status in DONE:
+                return "skipped"
+            retry_in = _record_failure(locked, f"fetching from Stripe: {exc}")
+        raise WebhookProcessingError(str(exc), retry_in=retry_in) from exc
 
     error: str | None = None
     with transaction.atomic():
@@ -368,30 +388,54 @@ def webhook_event_process(*, webhook_event_id: int, client: StripeClient | None 
                 error="",
             )
             return WebhookEventStatus.PROCESSED
-        StripeWebhookEvent.objects.filter(pk=locked.pk).update(
-            status=WebhookEventStatus.FAILED, attempts=F("attempts") + 1, error=error[:2000]
-        )
-    raise WebhookProcessingError(error)
+        retry_in = _record_failure(locked, error)
+    raise WebhookProcessingError(error, retry_in=retry_in)
 
 
-def _record_failure(pk: int, error: str) -> None:
-    StripeWebhookEvent.objects.filter(pk=pk).exclude(status__in=DONE).update(
-        status=WebhookEventStatus.FAILED, attempts=F("attempts") + 1, error=error[:2000]
+def _record_failure(locked: StripeWebhookEvent, error: str) -> float | None:
+    """Record a failed try on the locked event: when the next one is due, or, after the
+    last, no next try and an ops task. Returns the seconds until the next try, or None."""
+    attempts = locked.attempts + 1
+    last = attempts >= WEBHOOK_MAX_ATTEMPTS
+    delay = webhook_retry_delay(attempts)
+    StripeWebhookEvent.objects.filter(pk=locked.pk).update(
+        status=WebhookEventStatus.FAILED,
+        attempts=attempts,
+        error=error[:2000],
+        next_attempt_at=None if last else timezone.now() + delay,
     )
+    if not last:
+        return delay.total_seconds()
+    ops_task_open(
+        kind="billing.webhook_failed",
+        title=f"Stripe event not processed: {locked.type} {locked.stripe_id}",
+        details=(
+            f"Processing failed {attempts} time(s); no more automatic tries. Last error: {error[:2000]}\n"
+            "Fix the cause, then use 'Process again' on the webhook event."
+        ),
+        severity="high",
+        target=locked,
+        dedup_key=f"billing.webhook_failed:{locked.stripe_id}",
+    )
+    return None
 
 
-# A stored event still "received" after this long was never queued (the broker was down
-# when it arrived) or its task was lost: the sweep queues it again.
+# A stored event still "received" this long after it arrived, or still "failed" this long
+# after its next try was due, lost its task (the broker was down or restarted): the sweep
+# queues it again.
 WEBHOOK_SWEEP_AFTER = timedelta(minutes=5)
 
 
 def webhook_events_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
-    """Queue processing for stored events nobody is processing. Safe to overlap with a
-    live task: processing locks the event row and skips what is done."""
+    """Queue processing for stored events nobody is processing: never queued, or a retry
+    whose message was lost. Safe to overlap with a live task: processing locks the event
+    row and skips what is done. An event past its last try is not here: an ops task has it."""
     now = now or timezone.now()
+    lost = now - WEBHOOK_SWEEP_AFTER
     stuck = list(
         StripeWebhookEvent.objects.filter(
-            status=WebhookEventStatus.RECEIVED, received_at__lte=now - WEBHOOK_SWEEP_AFTER
+            Q(status=WebhookEventStatus.RECEIVED, received_at__lte=lost)
+            | Q(status=WebhookEventStatus.FAILED, next_attempt_at__lte=lost)
         )
         .order_by("received_at")
         .values_list("pk", flat=True)[:limit]
@@ -399,25 +443,6 @@ def webhook_events_sweep(*, now: datetime | None = None, limit: int = 500) -> in
     for pk in stuck:
         webhook_event_enqueue(pk)
     return len(stuck)
-
-
-def webhook_event_give_up(*, webhook_event_id: int) -> None:
-    """Retries are exhausted: ops must look (the event stays 'failed', ready for 'process again')."""
-    event = StripeWebhookEvent.objects.filter(pk=webhook_event_id).first()
-    if event is None or event.status in DONE:
-        return
-    with transaction.atomic():
-        ops_task_open(
-            kind="billing.webhook_failed",
-            title=f"Stripe event not processed: {event.type} {event.stripe_id}",
-            details=(
-                f"Processing failed {event.attempts} time(s). Last error: {event.error}\n"
-                "Fix the cause, then use 'Process again' on the webhook event."
-            ),
-            severity="high",
-            target=event,
-            dedup_key=f"billing.webhook_failed:{event.stripe_id}",
-        )
 
 
 def webhook_event_reprocess(

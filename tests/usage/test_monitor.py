@@ -190,14 +190,19 @@ class TestCrash:
         failed = MonitorRun.objects.get()
         assert failed.status == "failed"
         assert "worker killed" in failed.error
-        assert OpsTask.objects.count() == 2  # two batches committed before the crash
+        breaches = OpsTask.objects.filter(kind="usage.breach")
+        assert breaches.count() == 2  # two batches committed before the crash
         assert ThresholdCrossing.objects.filter(level="exceeded").count() == 2
+        # and ops are told the run failed (the README's usage.monitor_run task)
+        failed_task = OpsTask.objects.get(kind="usage.monitor_run")
+        assert failed_task.title == f"Usage monitor run #{failed.pk} failed"
+        assert "worker killed" in failed_task.details and failed_task.target == failed
 
         monkeypatch.setattr(usage.services, "ops_task_open", real)
         second = run()
         assert second.new_tasks == 3
-        assert OpsTask.objects.count() == 5
-        assert sorted(t.company.name for t in OpsTask.objects.all()) == [f"Busy {i}" for i in range(5)]
+        assert breaches.count() == 5
+        assert sorted(t.company.name for t in breaches) == [f"Busy {i}" for i in range(5)]
         assert Notification.objects.filter(kind="usage.breach").count() == 5
         assert AuditLog.objects.filter(action="usage.threshold.exceeded").count() == 5
         assert run().new_tasks == 0
@@ -207,6 +212,28 @@ class TestCrash:
         run()
         dead.refresh_from_db()
         assert dead.status == "abandoned"
+        task = OpsTask.objects.get(kind="usage.monitor_run")
+        assert task.title == f"Usage monitor run #{dead.pk} died midway" and task.target == dead
+        run()
+        assert OpsTask.objects.filter(kind="usage.monitor_run").count() == 1
+
+    def test_a_failed_nightly_run_opens_one_usage_monitor_run_task_and_a_dry_run_none(
+        self, tenants, monkeypatch
+    ):
+        import usage.services
+
+        def broken(**kwargs):
+            raise RuntimeError("counter query timed out")
+
+        monkeypatch.setattr(usage.services, "monitor_candidates", broken)
+        with pytest.raises(RuntimeError):
+            run(dry_run=True)
+        assert not OpsTask.objects.filter(kind="usage.monitor_run").exists()
+        with pytest.raises(RuntimeError):
+            run()
+        task = OpsTask.objects.get(kind="usage.monitor_run")
+        assert task.severity == "high" and "counter query timed out" in task.details
+        assert "run_usage_monitor --dry-run" in task.details
 
 
 @pytest.mark.django_db
