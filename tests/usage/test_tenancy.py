@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from django.contrib.auth.models import Permission
 
 from accounts.models import Membership
