@@ -232,21 +232,26 @@ def notification_deliver(*, notification_id: int) -> str:
             text, blocks = messages.slack_message(notification)
             try:
                 gateways.slack_post(url=url, text=text, blocks=blocks)
-                updates["slack_status"] = ChannelStatus.SENT
+                updates["slack_status"] = _channel_sent(notification, "slack_status")
             except gateways.DeliveryError as exc:
                 errors.append(("slack", exc))
     if notification.email_status == ChannelStatus.PENDING:
         subject, body = messages.email_message(notification)
         try:
             gateways.email_send(subject=subject, body=body, to=list(notification.email_to))
-            updates["email_status"] = ChannelStatus.SENT
+            updates["email_status"] = _channel_sent(notification, "email_status")
         except gateways.DeliveryError as exc:
             errors.append(("email", exc))
 
     now = timezone.now()
+    # Only while the claim is still ours: a claim handed back (this worker hung past
+    # NOTIFY_SENDING_TIMEOUT) belongs to whoever took it next.
+    ours = Notification.objects.filter(
+        pk=notification.pk, status=NotificationStatus.SENDING, claimed_at=notification.claimed_at
+    )
     if not errors:
         updates.update(status=NotificationStatus.SENT, sent_at=now, last_error="", next_attempt_at=None)
-        Notification.objects.filter(pk=notification.pk, status=NotificationStatus.SENDING).update(**updates)
+        ours.update(**updates)
         return NotificationStatus.SENT
 
     last_error = "; ".join(f"{channel}: {exc}" for channel, exc in errors)[:2000]
@@ -259,7 +264,7 @@ def notification_deliver(*, notification_id: int) -> str:
             last_error=last_error,
             next_attempt_at=now + retry_delay(notification.attempts),
         )
-        Notification.objects.filter(pk=notification.pk, status=NotificationStatus.SENDING).update(**updates)
+        ours.update(**updates)
         logger.info("alert #%s not sent (try %s): %s", notification.pk, notification.attempts, last_error)
         return NotificationStatus.PENDING
 
@@ -267,7 +272,8 @@ def notification_deliver(*, notification_id: int) -> str:
         updates[f"{channel}_status"] = ChannelStatus.FAILED
     updates.update(status=NotificationStatus.FAILED, last_error=last_error, next_attempt_at=None)
     with transaction.atomic():
-        Notification.objects.filter(pk=notification.pk, status=NotificationStatus.SENDING).update(**updates)
+        if not ours.update(**updates):
+            return "skipped"
         audit_record(
             action="ops.notification.failed",
             actor=OUTBOX_ACTOR,
@@ -292,6 +298,13 @@ def notification_deliver(*, notification_id: int) -> str:
         )
     logger.warning("alert #%s gave up: %s", notification.pk, last_error)
     return NotificationStatus.FAILED
+
+
+def _channel_sent(notification: Notification, field: str) -> str:
+    """Record a channel as sent the moment it is, before trying the next one: if this
+    worker then hangs or dies and the claim is handed back, the retry skips it."""
+    Notification.objects.filter(pk=notification.pk).update(**{field: ChannelStatus.SENT})
+    return ChannelStatus.SENT
 
 
 def _render_summary(summary: Notification) -> None:

@@ -191,6 +191,9 @@ STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
+# Seconds an SMTP connect or answer may take: a mail server that accepts and never answers
+# fails the delivery (retried later) instead of holding a worker for ever.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Trans Bot <ops@transbot.local>")
 # Where alerts for the ops team are e-mailed.
 OPS_EMAILS = env.list("OPS_EMAILS", default=["ops@transbot.local"])
@@ -292,6 +295,8 @@ SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")
 # Per-kind webhook overrides, longest dotted prefix wins, e.g.
 # "usage=https://hooks.slack.com/...,region.failover=https://hooks.slack.com/..."
 # (an incoming webhook posts to one channel, so a channel override is a webhook URL).
+# Seconds a Slack post may take before it counts as failed (retried later).
+SLACK_TIMEOUT_SECONDS = env.int("SLACK_TIMEOUT_SECONDS", default=10)
 SLACK_KIND_WEBHOOKS = {
     k.strip(): v.strip()
     for k, v in env.dict("SLACK_KIND_WEBHOOKS", default={}).items()
@@ -319,6 +324,8 @@ STRIPE_API_VERSION = env.str("STRIPE_API_VERSION", default="2025-03-31.basil")
 STRIPE_LIVE_BILLING = env.bool("STRIPE_LIVE_BILLING", default=False)
 # Retries inside the SDK (same idempotency key) before our own backoff takes over.
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+# Seconds one Stripe request may take (the SDK's own default is 80).
+STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=15)
 # Webhook signatures older than this many seconds are refused (Stripe's default: 300).
 STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
 # Where Checkout and the Billing Portal send the customer back to (default: the account's plans page).

@@ -158,6 +158,8 @@ class StripeClient:
             max_network_retries=(
                 settings.STRIPE_MAX_NETWORK_RETRIES if max_network_retries is None else max_network_retries
             ),
+            # Every request has a deadline (the SDK would wait 80 s).
+            http_client=stripe.new_default_http_client(timeout=settings.STRIPE_TIMEOUT_SECONDS),
         )
 
     # --- customers ----------------------------------------------------------------
