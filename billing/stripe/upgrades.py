@@ -83,19 +83,23 @@ def billing_change_tier(
     kind = BillingEventKind.UPGRADE if upgrading else BillingEventKind.DOWNGRADE
     client = client or stripe_client()
     mapping = company_stripe_mapping(company=company)
-    live_subscription = bool(mapping.subscription_id) and mapping.subscription_status not in (
-        "canceled",
-        "incomplete_expired",
-    )
     now = timezone.now()
     with transaction.atomic():
-        # Lookup and creation under the company's mapping row lock: of two clicks at once,
-        # the second finds the first's pending checkout.
-        reused = (
-            None
-            if live_subscription
-            else _pending_checkout(company=company, mapping=mapping, kind=kind, tier=tier, now=now)
+        # The company's plan-change lock (its Stripe mapping row), for checkout and price
+        # changes alike: of clicks at once, one goes on; the others, once it has written
+        # its request, find its checkout to reuse or its change in flight (409).
+        mapping = CompanyStripe.objects.select_for_update().get(pk=mapping.pk)
+        if Company.objects.filter(pk=company.pk, tier=tier).exists():
+            raise UpgradeRefused(f"The company is already on {tier.name}.")
+        live_subscription = bool(mapping.subscription_id) and mapping.subscription_status not in (
+            "canceled",
+            "incomplete_expired",
         )
+        if live_subscription:
+            _refuse_while_a_change_is_in_flight(company=company, actor=actor, now=now)
+            reused = None
+        else:
+            reused = _pending_checkout(company=company, kind=kind, tier=tier, now=now)
         if reused is None:
             request = BillingEvent.objects.create(
                 kind=kind,
@@ -168,16 +172,44 @@ def plan_change_items(*, subscription: dict[str, Any], tier: Tier, price: TierPr
 
 
 CHECKOUT_REUSE_WINDOW = timedelta(hours=24)  # Checkout Sessions expire after 24 h by default
+# A price change still pending after this long lost its process between Stripe and our
+# record: it no longer blocks the next one (the subscription webhooks carry what Stripe did).
+PLAN_CHANGE_IN_FLIGHT = timedelta(minutes=10)
 
 
-def _pending_checkout(
-    *, company: Company, mapping: CompanyStripe, kind: str, tier: Tier, now: datetime
-) -> BillingEvent | None:
+def _refuse_while_a_change_is_in_flight(*, company: Company, actor: Actor, now: datetime) -> None:
+    """Refuse (409) a price change while another one of the company is talking to Stripe,
+    so concurrent clicks make one Stripe call. Call holding the company's mapping lock."""
+    in_flight = BillingEvent.objects.filter(
+        kind__in=[BillingEventKind.UPGRADE, BillingEventKind.DOWNGRADE],
+        company=company,
+        status=BillingEventStatus.PENDING,
+        details__via="subscription_update",
+    )
+    for stale in in_flight.filter(created_at__lt=now - PLAN_CHANGE_IN_FLIGHT):
+        BillingEvent.objects.filter(pk=stale.pk, status=BillingEventStatus.PENDING).update(
+            status=BillingEventStatus.FAILED,
+            error="Abandoned: the process making this change stopped before recording Stripe's answer; "
+            "the subscription's webhooks carry whatever Stripe did.",
+        )
+        audit_record(
+            action=f"billing.{stale.kind}.abandoned",
+            actor=actor,
+            target=stale,
+            company=company,
+            details={"created_at": stale.created_at.isoformat()},
+        )
+    current = in_flight.filter(created_at__gte=now - PLAN_CHANGE_IN_FLIGHT).select_related("to_tier").first()
+    if current is not None:
+        to = current.to_tier.name if current.to_tier else "another plan"
+        raise UpgradeRefused(f"A change to {to} is already in progress; try again in a moment.")
+
+
+def _pending_checkout(*, company: Company, kind: str, tier: Tier, now: datetime) -> BillingEvent | None:
     """A checkout for the same change started less than 24 h ago and not completed: a
     second click gets its session instead of a second one (which could end in two paid
-    subscriptions). Call inside the transaction that creates the new request: the
-    company's mapping row is locked until it commits, so two clicks cannot both miss."""
-    CompanyStripe.objects.select_for_update().get(pk=mapping.pk)
+    subscriptions). Call holding the company's mapping lock, in the transaction that
+    creates the new request, so two clicks cannot both miss."""
     return (
         BillingEvent.objects.filter(
             kind=kind,
