@@ -40,10 +40,11 @@ def bench_probe_cycle() -> None:
 def bench_decision() -> None:
     from django.utils import timezone
 
+    from regions.gate import gate_evaluate
     from regions.gateways import ProbeResult
     from regions.models import FailoverEvent, Region, RegionStatus
     from regions.selectors import policy_get
-    from regions.services import gate_evaluate, region_record_probe
+    from regions.services import region_record_probe
 
     policy = policy_get()
     policy.multi_region_enabled = True

@@ -9,8 +9,8 @@ from django.db import connection
 
 from audit.models import AuditLog
 from ops.models import Notification, OpsTask
+from regions.gate import gate_evaluate
 from regions.models import FailoverEvent, Region, RegionStatus
-from regions.services import gate_evaluate
 
 THREADS = 8
 
