@@ -42,8 +42,8 @@ def _enqueue(n: int, *, kind: str, prefix: str, dedup: bool = False) -> list[flo
 def _deliver(workers: int) -> tuple[float, int]:
     from django.db import connection
 
+    from ops.delivery import notification_deliver
     from ops.selectors import notifications_due
-    from ops.services import notification_deliver
 
     ids = notifications_due(limit=100_000)
 

@@ -189,7 +189,7 @@ def _zero_counters_for(company_ids: list[int], period_start: datetime, period_en
 
 
 def _time_monitor(label: str, *, dry_run: bool) -> None:
-    from usage.services import usage_monitor_run
+    from usage.monitor import usage_monitor_run
 
     started = time.perf_counter()
     run = usage_monitor_run(dry_run=dry_run, trigger="bench")

@@ -16,7 +16,7 @@ from django.utils.text import Truncator
 from audit.admin_mixins import AuditedModelAdmin
 from audit.services import Actor
 from core.admin_helpers import ReadOnlyAdmin, status_pill
-from ops import selectors, services
+from ops import delivery, selectors, services
 from ops.models import Notification, NotificationStatus, OpsTask, TaskStatus
 
 STATUS_COLOURS = {
@@ -204,7 +204,7 @@ class NotificationAdmin(ReadOnlyAdmin):
     readonly_fields = flatten_fieldsets(fieldsets)
 
     def changelist_view(self, request, extra_context=None):
-        if request.method == "GET" and not services.slack_is_configured():
+        if request.method == "GET" and not delivery.slack_is_configured():
             self.message_user(
                 request,
                 "Slack is off: SLACK_WEBHOOK_URL is empty, so alerts go by e-mail only "
@@ -232,7 +232,7 @@ class NotificationAdmin(ReadOnlyAdmin):
     @admin.action(description="Retry now (pending or failed alerts)", permissions=["retry"])
     def retry_now(self, request, queryset):
         actor = Actor.of_user(request.user)
-        done = sum(1 for n in queryset if services.notification_retry_now(notification=n, actor=actor))
+        done = sum(1 for n in queryset if delivery.notification_retry_now(notification=n, actor=actor))
         skipped = queryset.count() - done
         self.message_user(
             request,

@@ -2,18 +2,18 @@
 
 from celery import shared_task
 
-from ops import selectors, services
+from ops import delivery, selectors
 
 
 @shared_task(name="ops.deliver_notification", ignore_result=True)
 def deliver_notification(notification_id: int) -> str:
-    return services.notification_deliver(notification_id=notification_id)
+    return delivery.notification_deliver(notification_id=notification_id)
 
 
 @shared_task(name="ops.sweep_notifications", ignore_result=True)
 def sweep_notifications() -> int:
     """Beat, every 30 s: hand back stuck claims and fan due retries out to workers."""
-    services.notifications_reclaim_stuck()
+    delivery.notifications_reclaim_stuck()
     due = selectors.notifications_due()
     for pk in due:
         deliver_notification.delay(pk)

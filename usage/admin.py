@@ -15,8 +15,8 @@ from billing.plans.models import Feature, TierLimit
 from core.admin_helpers import ReadOnlyAdmin, status_pill
 from usage.admin_widgets import bars
 from usage.models import MonitorRun, ThresholdCrossing, UsageCounter, UsageEvent
+from usage.monitor import usage_monitor_run
 from usage.selectors import Level, companies_at_usage_level, usage_levels
-from usage.services import usage_monitor_run
 
 
 @admin.register(UsageEvent)

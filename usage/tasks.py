@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from usage.services import usage_monitor_run
+from usage.monitor import usage_monitor_run
 
 
 @shared_task(name="usage.tasks.run_usage_monitor")

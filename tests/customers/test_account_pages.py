@@ -327,7 +327,7 @@ def test_inside_the_account_the_calculator_starts_from_the_projection(client, ac
 def test_the_owners_usage_email_links_to_the_usage_page(client, acme, settings):
     from ops.messages import email_message
     from ops.models import Notification
-    from usage.services import usage_monitor_run
+    from usage.monitor import usage_monitor_run
 
     settings.SITE_URL = "https://backoffice.example.com"
     with time_machine.travel(NOW.replace(hour=2), tick=False):

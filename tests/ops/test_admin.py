@@ -4,8 +4,9 @@ import pytest
 from django.urls import reverse
 
 from audit.models import AuditLog
+from ops.delivery import notifications_deliver_due
 from ops.models import Notification, NotificationStatus, OpsTask, TaskStatus
-from ops.services import notifications_deliver_due, notify, ops_task_open
+from ops.services import notify, ops_task_open
 
 TASKS_URL = reverse("admin:ops_opstask_changelist")
 OUTBOX_URL = reverse("admin:ops_notification_changelist")

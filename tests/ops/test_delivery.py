@@ -7,14 +7,14 @@ import time_machine
 
 from audit.models import AuditLog
 from audit.services import Actor
-from ops.models import ChannelStatus, Notification, NotificationStatus, OpsTask
-from ops.services import (
+from ops.delivery import (
     notification_deliver,
     notification_retry_now,
     notifications_deliver_due,
     notifications_reclaim_stuck,
-    notify,
 )
+from ops.models import ChannelStatus, Notification, NotificationStatus, OpsTask
+from ops.services import notify
 
 START = datetime(2026, 3, 4, 9, 0, 0, tzinfo=UTC)
 

@@ -6,8 +6,9 @@ from collections import Counter
 import pytest
 from django.db import connection, transaction
 
+from ops.delivery import notification_deliver
 from ops.models import Notification, NotificationStatus
-from ops.services import notification_deliver, notify
+from ops.services import notify
 
 
 @pytest.mark.django_db(transaction=True)

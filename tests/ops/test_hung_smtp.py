@@ -13,8 +13,9 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 
+from ops.delivery import notification_deliver, notifications_deliver_due, notifications_reclaim_stuck
 from ops.models import ChannelStatus, Notification, NotificationStatus
-from ops.services import notification_deliver, notifications_deliver_due, notifications_reclaim_stuck, notify
+from ops.services import notify
 from tests.silent_server import SilentServer
 from tests.waiting import until
 

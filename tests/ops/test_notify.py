@@ -6,8 +6,9 @@ import pytest
 import time_machine
 from django.db import transaction
 
+from ops.delivery import notifications_deliver_due
 from ops.models import ChannelStatus, Notification, NotificationStatus, OpsTask
-from ops.services import notifications_deliver_due, notify, ops_task_open
+from ops.services import notify, ops_task_open
 
 NOON = datetime(2026, 3, 4, 12, 0, 5, tzinfo=UTC)
 

@@ -5,13 +5,7 @@ import pytest
 from audit.models import AuditLog
 from audit.services import Actor
 from ops.models import OpsTask, TaskStatus
-from ops.services import (
-    ops_task_acknowledge,
-    ops_task_assign,
-    ops_task_dismiss,
-    ops_task_open,
-    ops_task_resolve,
-)
+from ops.services import ops_task_acknowledge, ops_task_assign, ops_task_dismiss, ops_task_open, ops_task_resolve
 
 
 def _history(task):

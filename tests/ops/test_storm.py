@@ -5,8 +5,9 @@ from datetime import UTC, datetime
 import pytest
 import time_machine
 
+from ops.delivery import notification_deliver, notifications_deliver_due
 from ops.models import Notification, NotificationStatus
-from ops.services import notification_deliver, notifications_deliver_due, notify
+from ops.services import notify
 
 WINDOW_START = datetime(2026, 3, 4, 2, 0, 0, tzinfo=UTC)
 

@@ -9,8 +9,9 @@ from django.db import transaction
 from django.utils import timezone
 
 import ops.tasks  # noqa: F401  (registers the tasks with the app)
+from ops.delivery import notification_deliver
 from ops.models import Notification, NotificationStatus
-from ops.services import notification_deliver, notify
+from ops.services import notify
 from trans_bot.celery import app
 
 

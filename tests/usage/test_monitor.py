@@ -14,7 +14,7 @@ from audit.models import AuditLog
 from billing.plans.models import Feature
 from ops.models import Notification, OpsTask
 from usage.models import MonitorRun, ThresholdCrossing, UsageCounter
-from usage.services import usage_monitor_run
+from usage.monitor import usage_monitor_run
 
 NOV = datetime(2026, 11, 1, tzinfo=UTC)
 DEC = datetime(2026, 12, 1, tzinfo=UTC)
@@ -173,9 +173,9 @@ class TestCrash:
         companies = [make_company("starter", name=f"Busy {i}") for i in range(5)]
         for company in companies:
             use(company, "quotes", 2000)
-        import usage.services
+        import usage.monitor
 
-        real = usage.services.ops_task_open
+        real = usage.monitor.ops_task_open
         calls = {"n": 0}
 
         def dies_on_the_third(**kwargs):
@@ -184,7 +184,7 @@ class TestCrash:
                 raise RuntimeError("worker killed")
             return real(**kwargs)
 
-        monkeypatch.setattr(usage.services, "ops_task_open", dies_on_the_third)
+        monkeypatch.setattr(usage.monitor, "ops_task_open", dies_on_the_third)
         with pytest.raises(RuntimeError):
             run()
         failed = MonitorRun.objects.get()
@@ -198,7 +198,7 @@ class TestCrash:
         assert failed_task.title == f"Usage monitor run #{failed.pk} failed"
         assert "worker killed" in failed_task.details and failed_task.target == failed
 
-        monkeypatch.setattr(usage.services, "ops_task_open", real)
+        monkeypatch.setattr(usage.monitor, "ops_task_open", real)
         second = run()
         assert second.new_tasks == 3
         assert breaches.count() == 5
@@ -220,12 +220,12 @@ class TestCrash:
     def test_a_failed_nightly_run_opens_one_usage_monitor_run_task_and_a_dry_run_none(
         self, tenants, monkeypatch
     ):
-        import usage.services
+        import usage.monitor
 
         def broken(**kwargs):
             raise RuntimeError("counter query timed out")
 
-        monkeypatch.setattr(usage.services, "monitor_candidates", broken)
+        monkeypatch.setattr(usage.monitor, "monitor_candidates", broken)
         with pytest.raises(RuntimeError):
             run(dry_run=True)
         assert not OpsTask.objects.filter(kind="usage.monitor_run").exists()

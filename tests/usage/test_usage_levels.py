@@ -16,7 +16,7 @@ from accounts.models import CompanyStatus
 from billing.plans.models import Feature, TierLimit
 from trans_bot.dashboard import dashboard_overview
 from usage.models import UsageCounter
-from usage.services import usage_monitor_run
+from usage.monitor import usage_monitor_run
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 11, 16, 12, tzinfo=UTC)

@@ -9,8 +9,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.links import admin_changelist_url
+from ops.delivery import notification_deliver, slack_webhook_for
 from ops.models import ChannelStatus, Notification, NotificationStatus
-from ops.services import notification_deliver, notify, slack_webhook_for
+from ops.services import notify
 
 
 def _mask(url: str) -> str:

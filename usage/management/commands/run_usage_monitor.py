@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from usage.services import usage_monitor_run
+from usage.monitor import usage_monitor_run
 
 
 class Command(BaseCommand):
