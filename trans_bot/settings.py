@@ -163,6 +163,16 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
+# Workers outlive broker restarts: the consumer that survives losing the broker with a task
+# in flight (see its docstring), reconnecting at start-up and for as long as it takes.
+CELERY_WORKER_CONSUMER = "trans_bot.celery:BrokerRestartSafeConsumer"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# A task running when the broker goes away finishes (its effects are idempotent) rather than
+# being cancelled; said explicitly, as Celery asks.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# Publishing while the broker is down gives up after about a second (the row stays for its sweep).
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
 # --- Auth, i18n, static ---------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -329,6 +339,9 @@ STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=15)
 # Webhook signatures older than this many seconds are refused (Stripe's default: 300).
 STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
 # Where Checkout and the Billing Portal send the customer back to (default: the account's plans page).
+# A stored event not processed this long after it arrived, or after its next try was due,
+# lost its task: the webhook sweep queues it again.
+STRIPE_WEBHOOK_SWEEP_AFTER_SECONDS = env.int("STRIPE_WEBHOOK_SWEEP_AFTER_SECONDS", default=300)
 BILLING_RETURN_URL = env.str("BILLING_RETURN_URL", default="") or SITE_URL + "/account/plans/"
 # Overage reports that fail transiently retry with backoff (base * 2^(n-1), capped) and
 # give up after BILLING_REPORT_MAX_ATTEMPTS (an ops task then says so).

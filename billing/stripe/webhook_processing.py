@@ -386,6 +386,7 @@ def webhook_event_process(*, webhook_event_id: int, client: StripeClient | None 
                 attempts=F("attempts") + 1,
                 outcome=outcome[:200],
                 error="",
+                next_attempt_at=None,
             )
             return WebhookEventStatus.PROCESSED
         retry_in = _record_failure(locked, error)
@@ -420,18 +421,14 @@ def _record_failure(locked: StripeWebhookEvent, error: str) -> float | None:
     return None
 
 
-# A stored event still "received" this long after it arrived, or still "failed" this long
-# after its next try was due, lost its task (the broker was down or restarted): the sweep
-# queues it again.
-WEBHOOK_SWEEP_AFTER = timedelta(minutes=5)
-
-
 def webhook_events_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
     """Queue processing for stored events nobody is processing: never queued, or a retry
     whose message was lost. Safe to overlap with a live task: processing locks the event
     row and skips what is done. An event past its last try is not here: an ops task has it."""
     now = now or timezone.now()
-    lost = now - WEBHOOK_SWEEP_AFTER
+    # Still "received" this long after it arrived, or still "failed" this long after its
+    # next try was due: its task was lost (the broker was down or restarted).
+    lost = now - timedelta(seconds=settings.STRIPE_WEBHOOK_SWEEP_AFTER_SECONDS)
     stuck = list(
         StripeWebhookEvent.objects.filter(
             Q(status=WebhookEventStatus.RECEIVED, received_at__lte=lost)
