@@ -3,6 +3,8 @@
 # make test  — install test deps and run the whole suite on PostgreSQL + Redis.
 # make bench — benchmarks (figures go to bench/RESULTS.md by hand).
 # make lint  — ruff, the layers contract (import-linter) and mypy.
+# make chaos — the fault suite (tests/chaos): its own PostgreSQL, Redis and RabbitMQ,
+#              gunicorn, a worker and beat, killed and restarted during work. Not in `make test`.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -15,7 +17,14 @@ TEST_VAR_DIR ?= $(CURDIR)/var/test
 TEST_ENV = DATABASE_URL=$(TEST_DATABASE_URL) CACHE_URL=$(TEST_REDIS_URL) \
 	CELERY_BROKER_URL=$(TEST_REDIS_URL) VAR_DIR=$(TEST_VAR_DIR)
 
-.PHONY: demo test bench lint install install-dev migrate clean
+# The chaos suite runs once per broker; CHAOS_BROKERS=redis skips RabbitMQ.
+CHAOS_BROKERS ?= redis rabbitmq
+CHAOS_VAR_DIR ?= $(CURDIR)/var/chaos
+# The pytest process itself touches no shared service: everything it starts is its own.
+CHAOS_ENV = CHAOS=1 DATABASE_URL=sqlite:///$(CHAOS_VAR_DIR)/pytest.sqlite3 CACHE_URL=locmemcache:// \
+	CELERY_BROKER_URL=memory:// VAR_DIR=$(CHAOS_VAR_DIR)
+
+.PHONY: demo test chaos bench lint install install-dev migrate clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +50,12 @@ demo: install
 test: install-dev
 	bash scripts/ensure-chromium.sh
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+chaos: install-dev
+	@for broker in $(CHAOS_BROKERS); do \
+		echo "== chaos suite, broker: $$broker"; \
+		$(CHAOS_ENV) CHAOS_BROKER=$$broker $(PY) -m pytest tests/chaos -p no:cacheprovider $(PYTEST_ARGS) || exit 1; \
+	done
 
 bench: install-dev
 	$(TEST_ENV) DEBUG=false $(PY) bench/run.py $(BENCH)
