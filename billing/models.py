@@ -1,7 +1,7 @@
 """The billing app's models, from its two halves: the plan catalogue (low: anything may
 read it) and our side of Stripe (high: nothing below billing.stripe imports it)."""
 
-from billing.plans.models import Feature, Tier, TierLimit
+from billing.plans.models import EntitlementOverride, Feature, LimitMode, Tier, TierLimit
 from billing.stripe.models import (
     BillingEvent,
     BillingEventKind,
@@ -20,8 +20,10 @@ __all__ = [
     "BillingEventKind",
     "BillingEventStatus",
     "CompanyStripe",
+    "EntitlementOverride",
     "Feature",
     "FeatureMeter",
+    "LimitMode",
     "StripeWebhookEvent",
     "Tier",
     "TierFeaturePrice",

@@ -17,7 +17,8 @@ from accounts.models import Company, CompanyAPIKey, Membership, MembershipRole
 from audit.models import AuditLog
 from billing.plans.models import Feature, Tier
 from billing.plans.periods import period_bounds
-from billing.plans.pricing import overage_units
+from billing.plans.pricing import LimitTerms
+from billing.plans.selectors import Entitlement, entitlements_effective
 from billing.stripe.models import BillingEvent, BillingEventKind, BillingEventStatus
 from usage.models import UsageCounter
 from usage.selectors import Level, usage_summary
@@ -63,10 +64,11 @@ def company_owners(company: Company) -> list[dict[str, str]]:
     ]
 
 
-def _feature_meter(feature: dict[str, Any], *, currency: str) -> dict[str, Any]:
+def _feature_meter(feature: dict[str, Any], *, currency: str, entitlement: Entitlement | None) -> dict[str, Any]:
     included = feature["limit"]
     percent = feature["percent"]
-    projected_units = overage_units(feature["projected_used"], included)
+    terms = entitlement.terms if entitlement is not None else LimitTerms(included, feature["overage_unit_price"])
+    projected_units = terms.billable_overage(feature["projected_used"])
     if included is None:
         bar = None
     else:
@@ -82,6 +84,10 @@ def _feature_meter(feature: dict[str, Any], *, currency: str) -> dict[str, Any]:
         "bar": bar,
         "level": feature["status"],
         "currency": currency,
+        "mode": terms.mode,
+        "overage_cap": terms.overage_cap,
+        "ceiling": terms.ceiling,
+        "contract": entitlement is not None and entitlement.source == "override",
         "projected_overage_units": projected_units,
         "projected_overage_cost": projected_units * feature["overage_unit_price"],
     }
@@ -94,7 +100,11 @@ def account_usage(*, company: Company, now: datetime | None = None) -> dict[str,
     summary = usage_summary(company=company, at=now)
     currency = summary["totals"]["currency"]
     start, end = summary["period"]["start"], summary["period"]["end"]
-    meters = [_feature_meter(f, currency=currency) for f in summary["features"]]
+    assert company.tier_id is not None
+    entitled = entitlements_effective(company_id=company.pk, tier_id=company.tier_id, at=now)
+    meters = [
+        _feature_meter(f, currency=currency, entitlement=entitled.get(f["feature"])) for f in summary["features"]
+    ]
     return {
         "summary": summary,
         "currency": currency,

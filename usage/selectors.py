@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from accounts.models import Company, CompanyStatus
 from accounts.selectors import company_period
-from billing.plans.models import Feature, Tier, TierLimit
-from billing.plans.pricing import LimitTerms, TierTerms, overage_units, recommend, tier_cost
+from billing.plans.models import EntitlementOverride, Feature, Tier, TierLimit
+from billing.plans.pricing import LimitTerms, TierTerms, recommend, tier_cost
 from usage.models import UsageCounter
 
 
@@ -68,12 +68,22 @@ _SUMMARY_SQL = """
 SELECT t.id, t.code, t.name, t.monthly_price, t.currency,
        f.id, f.code, f.name, f.unit,
        l.id, l.included, l.overage_unit_price,
-       COALESCE(c.used, 0)
+       COALESCE(c.used, 0), l.mode, l.overage_cap,
+       o.id, o.included, o.overage_unit_price, o.mode, o.overage_cap
 FROM {tier} t
 CROSS JOIN {feature} f
 LEFT JOIN {limit} l ON l.tier_id = t.id AND l.feature_id = f.id
 LEFT JOIN {counter} c
        ON c.company_id = %s AND c.feature_id = f.id AND c.period_start = %s
+LEFT JOIN {override} o
+       ON t.id = %s AND o.company_id = %s AND o.feature_id = f.id
+      AND o.starts_at <= %s AND (o.ends_at IS NULL OR o.ends_at > %s)
+      AND NOT EXISTS (
+          SELECT 1 FROM {override} later
+          WHERE later.company_id = o.company_id AND later.feature_id = o.feature_id
+            AND later.starts_at <= %s AND (later.ends_at IS NULL OR later.ends_at > %s)
+            AND (later.starts_at > o.starts_at OR (later.starts_at = o.starts_at AND later.id > o.id))
+      )
 WHERE t.is_public OR t.id = %s
 ORDER BY t."order", t.monthly_price, t.id, f."order", f.code
 """
@@ -83,7 +93,13 @@ ORDER BY t."order", t.monthly_price, t.id, f."order", f.code
 def _summary_sql() -> str:
     """The tables are named by the models that own them (billing's, usage's): a renamed
     table follows here instead of breaking this query at run time."""
-    models = {"tier": Tier, "feature": Feature, "limit": TierLimit, "counter": UsageCounter}
+    models = {
+        "tier": Tier,
+        "feature": Feature,
+        "limit": TierLimit,
+        "counter": UsageCounter,
+        "override": EntitlementOverride,
+    }
     return _SUMMARY_SQL.format(**{key: connection.ops.quote_name(m._meta.db_table) for key, m in models.items()})
 
 
@@ -102,6 +118,13 @@ class _Row:
     included: int | None
     overage_price: int
     used: int
+    mode: str | None
+    overage_cap: int | None
+    override_id: int | None
+    override_included: int | None
+    override_price: int | None
+    override_mode: str | None
+    override_cap: int | None
 
 
 def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, Any]:
@@ -117,14 +140,22 @@ def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, 
     start, end = company_period(company, now)
     own = company.tier_id
     assert own is not None  # a company always has a tier (PROTECT, not null)
+    at_ = connection.ops.adapt_datetimefield_value(now)
     with connection.cursor() as cursor:
         cursor.execute(
-            _summary_sql(), [company.pk, connection.ops.adapt_datetimefield_value(start), own]
+            _summary_sql(),
+            [company.pk, connection.ops.adapt_datetimefield_value(start), own, company.pk, at_, at_, at_, at_, own],
         )
         rows = [_Row(*r) for r in cursor.fetchall()]
     for row in rows:
-        if row.limit_id is None:
-            row.included, row.overage_price = None, 0
+        if row.override_id is not None:
+            # A contract override in force on the company's own plan: the rule of
+            # billing.plans.selectors.entitlements_effective, joined into this one query.
+            row.limit_id = row.limit_id or -1
+            row.included, row.overage_price = row.override_included, row.override_price or 0
+            row.mode, row.overage_cap = row.override_mode, row.override_cap
+        elif row.limit_id is None:
+            row.included, row.overage_price, row.mode = None, 0, "soft"
 
     elapsed = max((now - start).total_seconds(), 0.0)
     length = (end - start).total_seconds()
@@ -136,7 +167,9 @@ def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, 
     for row in rows:
         limits.setdefault(row.tier_id, {})
         if row.limit_id is not None:
-            limits[row.tier_id][row.feature_code] = LimitTerms(row.included, row.overage_price)
+            limits[row.tier_id][row.feature_code] = LimitTerms(
+                row.included, row.overage_price, row.mode or "soft", row.overage_cap
+            )
         used[row.feature_code] = row.used
     terms = {
         row.tier_id: TierTerms(row.tier_code, row.tier_name, row.price, row.currency, limits=limits[row.tier_id])
@@ -159,7 +192,8 @@ def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, 
             percent = round(row.used * 100 / included, 1)
         elif included == 0:
             percent = 0.0 if row.used == 0 else None
-        units = overage_units(row.used, included)
+        own_terms = limits[own].get(row.feature_code) or LimitTerms(None, 0)
+        units = own_terms.billable_overage(row.used)
         features.append(
             {
                 "feature": row.feature_code,

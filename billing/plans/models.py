@@ -7,6 +7,7 @@ limit per tier.
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 
@@ -45,8 +46,31 @@ class Feature(models.Model):
         return self.name
 
 
+def limit_terms_check(terms: TierLimit | EntitlementOverride) -> None:
+    """A capped limit needs a cap and a unit price; a hard or capped one needs a number."""
+    errors = {}
+    if terms.mode != LimitMode.SOFT and terms.included is None:
+        errors["included"] = "A hard or capped limit needs an included quantity."
+    if terms.mode == LimitMode.CAPPED:
+        if terms.overage_cap is None:
+            errors["overage_cap"] = "Capped overage needs a cap (minor units per period)."
+        if not terms.overage_unit_price:
+            errors["overage_unit_price"] = "Capped overage needs a price per unit beyond the limit."
+    if errors:
+        raise ValidationError(errors)
+
+
+class LimitMode(models.TextChoices):
+    """What happens beyond the included quantity."""
+
+    SOFT = "soft", "Soft: overage billed"
+    HARD = "hard", "Hard: nothing beyond the limit accepted"
+    CAPPED = "capped", "Capped overage: billed up to a money cap per period, then refused"
+
+
 class TierLimit(models.Model):
-    """How much of a feature a tier includes per period, and what each unit beyond costs."""
+    """How much of a feature a tier includes per period, what each unit beyond costs, and
+    whether units beyond are billed (soft), refused (hard) or billed up to a cap (capped)."""
 
     tier = models.ForeignKey(Tier, on_delete=models.CASCADE, related_name="limits")
     feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="limits")
@@ -55,6 +79,10 @@ class TierLimit(models.Model):
     )
     overage_unit_price = models.PositiveBigIntegerField(
         default=0, help_text="Price per unit beyond the included quantity, in minor units."
+    )
+    mode = models.CharField(max_length=10, choices=LimitMode.choices, default=LimitMode.SOFT)
+    overage_cap = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Capped mode: the most overage billed per period, in minor units."
     )
 
     class Meta:
@@ -66,3 +94,48 @@ class TierLimit(models.Model):
     def __str__(self) -> str:
         included = "unlimited" if self.included is None else str(self.included)
         return f"{self.tier} · {self.feature}: {included}"
+
+    def clean(self) -> None:
+        limit_terms_check(self)
+
+
+class EntitlementOverride(models.Model):
+    """A contract's terms for one company and feature, replacing its tier's from
+    ``starts_at`` until ``ends_at`` (empty: open-ended). All four terms are stated, so an
+    override reads on its own; where overrides overlap, the latest start wins."""
+
+    company = models.ForeignKey(
+        "accounts.Company", on_delete=models.CASCADE, related_name="entitlement_overrides"
+    )
+    feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="overrides")
+    included = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Units included per period; empty means unlimited."
+    )
+    mode = models.CharField(max_length=10, choices=LimitMode.choices, default=LimitMode.SOFT)
+    overage_unit_price = models.PositiveBigIntegerField(
+        default=0, help_text="Price per unit beyond the included quantity, in minor units."
+    )
+    overage_cap = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Capped mode: the most overage billed per period, in minor units."
+    )
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField(null=True, blank=True, help_text="Empty: until further notice.")
+    reason = models.CharField(max_length=200, blank=True, help_text="The contract or ticket, for the record.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["company", "feature", "-starts_at"]
+        indexes = [models.Index(fields=["company", "feature", "starts_at"], name="override_company_feature")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(ends_at__isnull=True) | models.Q(ends_at__gt=models.F("starts_at")),
+                name="override_ends_after_start",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        included = "unlimited" if self.included is None else str(self.included)
+        return f"{self.company} · {self.feature}: {included} ({self.mode})"
+
+    def clean(self) -> None:
+        limit_terms_check(self)

@@ -6,7 +6,9 @@ disagree. Pure functions over plain values: the callers load the catalogue (one 
 each) and pass its terms in.
 
 A tier's cost for a period = its monthly price + for every feature, the units beyond what
-it includes × its overage unit price. An unlimited feature costs nothing beyond the base.
+it includes × its overage unit price. An unlimited feature costs nothing beyond the base; a hard-limited one
+costs nothing beyond it either (units beyond are refused, not billed); a capped one costs
+at most its cap.
 A tier with no limit row for a feature that is used does not *offer* that feature: the
 feature is priced at nothing (as the meter treats it, so nobody is billed for a feature
 before limits are set) but the tier is marked not offered and is never recommended.
@@ -22,10 +24,34 @@ from core.money import format_money
 
 @dataclass(frozen=True)
 class LimitTerms:
-    """What a tier includes of one feature (``None`` = unlimited) and the price per unit beyond."""
+    """What a tier (or a contract) includes of one feature (``None`` = unlimited), the price
+    per unit beyond, and the limit mode: "soft" (billed), "hard" (refused) or "capped"
+    (billed up to ``overage_cap`` in money per period, then refused)."""
 
     included: int | None
     overage_unit_price: int
+    mode: str = "soft"
+    overage_cap: int | None = None
+
+    @property
+    def ceiling(self) -> int | None:
+        """The most units a period accepts (``None``: no ceiling). Hard: the included
+        quantity; capped: as many units beyond as the cap pays for in full."""
+        if self.included is None or self.mode == "soft":
+            return None
+        if self.mode == "hard":
+            return self.included
+        if not self.overage_unit_price or self.overage_cap is None:
+            return None  # free overage, or no cap set: nothing to stop at
+        return self.included + self.overage_cap // self.overage_unit_price
+
+    def billable_overage(self, volume: int) -> int:
+        """Units beyond the included quantity that are billed, never beyond the ceiling."""
+        units = overage_units(volume, self.included)
+        ceiling = self.ceiling
+        if ceiling is not None and self.included is not None:
+            units = min(units, ceiling - self.included)
+        return units
 
 
 @dataclass(frozen=True)
@@ -86,7 +112,7 @@ def tier_cost(*, tier: TierTerms, volumes: Mapping[str, int]) -> TierCost:
                 not_offered.append(code)
             features.append(FeatureCost(code, volume, None, 0, 0, 0, offered=volume == 0))
             continue
-        units = overage_units(volume, terms.included)
+        units = terms.billable_overage(volume)
         features.append(
             FeatureCost(
                 code,

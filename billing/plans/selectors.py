@@ -3,14 +3,70 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from billing.plans.models import Feature, Tier
+from django.db.models import Q
+
+from billing.plans.models import EntitlementOverride, Feature, Tier, TierLimit
 from billing.plans.pricing import LimitTerms, TierTerms, recommend, savings, tier_cost
 
 # The largest monthly volume the calculator prices: far beyond any plan, small enough
 # that every total fits a 64-bit integer.
 MAX_QUOTE_VOLUME = 10**12
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    """What a company may use of a feature at a moment: its tier's terms, or a contract
+    override's while one is in force. ``offered`` is False when neither sets a limit."""
+
+    feature_id: int
+    feature: str
+    terms: LimitTerms
+    source: str  # "tier", "override" or "none"
+    override_id: int | None = None
+
+    @property
+    def offered(self) -> bool:
+        return self.source != "none"
+
+
+def entitlements_effective(*, company_id: int, tier_id: int, at: datetime) -> dict[str, Entitlement]:
+    """Feature code → the effective entitlement of a company on ``tier_id`` at ``at``, for
+    every feature (two queries). The one rule: an override whose [starts_at, ends_at)
+    holds ``at`` replaces the tier's terms (the latest start wins); otherwise the tier's
+    limit row; a feature with neither is unlimited and not offered."""
+    limits = {
+        limit.feature_id: limit
+        for limit in TierLimit.objects.filter(tier_id=tier_id)
+    }
+    overrides: dict[int, EntitlementOverride] = {}
+    in_force = (
+        EntitlementOverride.objects.filter(company_id=company_id, starts_at__lte=at)
+        .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=at))
+        .order_by("feature_id", "-starts_at", "-id")
+    )
+    for override in in_force:
+        overrides.setdefault(override.feature_id, override)
+    out: dict[str, Entitlement] = {}
+    for feature_id, code in Feature.objects.order_by("order", "code").values_list("id", "code"):
+        source: EntitlementOverride | TierLimit | None = overrides.get(feature_id) or limits.get(feature_id)
+        if source is None:
+            out[code] = Entitlement(feature_id, code, LimitTerms(None, 0), "none")
+            continue
+        terms = LimitTerms(source.included, source.overage_unit_price, source.mode, source.overage_cap)
+        if isinstance(source, EntitlementOverride):
+            out[code] = Entitlement(feature_id, code, terms, "override", source.pk)
+        else:
+            out[code] = Entitlement(feature_id, code, terms, "tier")
+    return out
+
+
+def entitlement_effective(*, company_id: int, tier_id: int, feature: str, at: datetime) -> Entitlement | None:
+    """One feature's effective entitlement (``None``: no such feature)."""
+    return entitlements_effective(company_id=company_id, tier_id=tier_id, at=at).get(feature)
 
 
 def public_tiers() -> list[Tier]:
@@ -26,7 +82,9 @@ def tier_terms(tier: Tier) -> TierTerms:
         currency=tier.currency,
         order=tier.order,
         limits={
-            limit.feature.code: LimitTerms(limit.included, limit.overage_unit_price)
+            limit.feature.code: LimitTerms(
+                limit.included, limit.overage_unit_price, limit.mode, limit.overage_cap
+            )
             for limit in sorted(tier.limits.all(), key=lambda lim: (lim.feature.order, lim.feature.code))
         },
     )

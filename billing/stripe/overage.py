@@ -21,13 +21,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, OuterRef, Q, Subquery, Sum
+from django.db.models import Exists, F, Max, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import Company
 from audit.services import Actor, audit_record
-from billing.plans.models import TierLimit
+from billing.plans.models import EntitlementOverride, TierLimit
+from billing.plans.selectors import Entitlement, entitlements_effective
 from billing.stripe.customers import stripe_customer_ensure
 from billing.stripe.gateway import StripeClient, StripeGatewayError, stripe_client
 from billing.stripe.models import BillingEvent, BillingEventKind, BillingEventStatus, FeatureMeter
@@ -62,11 +63,19 @@ class OverageRunResult:
 
 
 def overage_candidates(*, now: datetime) -> list[Mapping[str, Any]]:
-    """Counters over their tier's limit in current periods and in periods closed within
+    """Counters over their effective limit in current periods and in periods closed within
     the lookback, for features mapped to a Stripe meter. Aggregate query: its cost grows
-    with over-limit counters, not with events."""
+    with over-limit counters (and counters under a contract override), not with events.
+
+    Each candidate is priced on the company's effective entitlement at the end of its
+    period (or now): a contract override's included quantity and price replace the tier's,
+    a hard limit bills nothing beyond, a capped one bills no more than its cap pays for
+    (``billable_units``)."""
     since = now - timedelta(days=settings.BILLING_CLOSED_PERIOD_LOOKBACK_DAYS)
     limits = TierLimit.objects.filter(tier_id=OuterRef("company__tier_id"), feature_id=OuterRef("feature_id"))
+    overrides = EntitlementOverride.objects.filter(
+        company_id=OuterRef("company_id"), feature_id=OuterRef("feature_id"), starts_at__lt=OuterRef("period_end")
+    ).filter(Q(ends_at__isnull=True) | Q(ends_at__gt=OuterRef("period_start")))
     rows = (
         UsageCounter.objects.filter(period_start__lte=now, period_end__gt=since)
         .filter(feature__stripe_meter__isnull=False)
@@ -75,8 +84,9 @@ def overage_candidates(*, now: datetime) -> list[Mapping[str, Any]]:
             unit_price=Subquery(limits.values("overage_unit_price")[:1]),
             currency=F("company__tier__currency"),
             feature_code=F("feature__code"),
+            tier_id=F("company__tier_id"),
         )
-        .filter(included__isnull=False, used__gt=F("included"))
+        .filter(Q(included__isnull=False, used__gt=F("included")) | Q(Exists(overrides), used__gt=0))
         .values(
             "company_id",
             "feature_id",
@@ -87,10 +97,32 @@ def overage_candidates(*, now: datetime) -> list[Mapping[str, Any]]:
             "included",
             "unit_price",
             "currency",
+            "tier_id",
         )
         .order_by("company_id", "feature_id", "period_start")
     )
-    return list(rows)
+    seen: dict[tuple[int, int, datetime], dict[str, Entitlement]] = {}
+    out: list[Mapping[str, Any]] = []
+    for row in rows:
+        at = min(now, row["period_end"] - timedelta(microseconds=1))
+        slot = (row["company_id"], row["tier_id"], at)
+        if slot not in seen:
+            seen[slot] = entitlements_effective(company_id=row["company_id"], tier_id=row["tier_id"], at=at)
+        entitlement = seen[slot][row["feature_code"]]
+        if not entitlement.offered or entitlement.terms.included is None:
+            continue
+        billable = entitlement.terms.billable_overage(row["used"])
+        if billable <= 0:
+            continue
+        out.append(
+            {
+                **row,
+                "included": entitlement.terms.included,
+                "unit_price": entitlement.terms.overage_unit_price,
+                "billable_units": billable,
+            }
+        )
+    return out
 
 
 def overage_plan(*, row: Mapping[str, Any], now: datetime) -> BillingEvent | None:
@@ -98,7 +130,7 @@ def overage_plan(*, row: Mapping[str, Any], now: datetime) -> BillingEvent | Non
     period (current overage minus what earlier reports carried), or None if nothing is
     new. Two workers computing the same next sequence collide on the unique constraint;
     the loser reads again and finds nothing new."""
-    overage = row["used"] - row["included"]
+    overage = row.get("billable_units", row["used"] - row["included"])
     for _ in range(10):
         done = BillingEvent.objects.filter(
             kind=BillingEventKind.OVERAGE,
