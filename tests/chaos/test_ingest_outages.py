@@ -59,9 +59,13 @@ def test_postgres_down_during_ingest_503_json_nothing_half_written_and_back_with
             if i == 15:
                 stack.postgres.stop()
             if i == 30:
+                health = http.get("/healthz")  # the other region's prober is told which part failed
                 stack.postgres.start()
             response = http.post(EVENTS, json=_batch("p", i), headers=headers)
             answers[i] = (response.status_code, response.json(), response.headers.get("Retry-After"))
+        assert health.status_code == 503
+        assert health.json()["checks"]["database"] != "ok" and health.json()["checks"]["cache"] == "ok"
+        assert http.get("/healthz").status_code == 200
         down = [i for i, (status, _, _) in answers.items() if status != 200]
         assert set(down) == set(range(15, 30)), {i: a[0] for i, a in answers.items()}
         for i in down:
