@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "usage",
     "regions",
     "customers",
+    "growth",
 ]
 
 MIDDLEWARE = [

@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("usage.urls")),
     path("", include("billing.urls")),
     path("", include("billing.plans.urls")),
+    path("", include("growth.urls")),
 ]
 
 urlpatterns = [

@@ -16,6 +16,7 @@ from accounts.auth import CompanyAPIKeyAuthentication, HasCompanyAPIKey, IsCompa
 from accounts.models import CompanyAPIKey
 from accounts.tenancy import company_by_reference, request_company
 from billing.plans.models import Feature
+from usage.extensions import summary_extended
 from usage.parsers import LimitedJSONParser
 from usage.selectors import plans_list, usage_summary
 from usage.services import usage_record_events
@@ -104,7 +105,9 @@ class UsageSummaryView(APIView):
             if user.is_staff and (not wanted or company_by_reference(wanted.strip()) is not None):
                 raise PermissionDenied(f"Reading another company's usage needs the '{VIEW_ANY_COMPANY}' permission.")
             raise
-        return Response(usage_summary(company=chosen.company))
+        now = timezone.now()
+        summary = usage_summary(company=chosen.company, at=now)
+        return Response(summary_extended(company=chosen.company, summary=summary, at=now))
 
 
 class PlansView(APIView):

@@ -22,6 +22,7 @@ from billing.stripe.models import (
     StripeWebhookEvent,
     TierPrice,
 )
+from growth.services import conversion_record
 
 STRIPE = Actor.external("stripe")
 
@@ -232,6 +233,9 @@ def subscription_apply(
             to_tier=tier,
         )
         effects.append(f"tier {current_tier.code} → {tier.code}")
+        if not deleted:
+            # Stripe applied a dearer tier: a completed upgrade, which may convert an experiment.
+            conversion_record(company=company, from_tier=current_tier, to_tier=tier)
     if key is not None:
         before = company_status_apply(company=company, mapping=mapping, actor=actor)
         status = company.status

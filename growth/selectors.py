@@ -1,0 +1,216 @@
+"""Reads for experiments: a company's variant, the prompt to show, and the results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.core.cache import cache
+from django.db.models import Count, F, Q, Sum
+
+from accounts.models import Company
+from growth.assignment import assign
+from growth.models import Experiment, ExperimentStatus, Placement, Variant
+from growth.stats import Comparison, compare, enough_data, rate_interval
+
+
+def running_experiment(*, placement: str) -> Experiment | None:
+    return Experiment.objects.filter(placement=placement, status=ExperimentStatus.RUNNING).first()
+
+
+def shipped_winner(*, placement: str) -> Variant | None:
+    """The placement's default prompt: the winner of its most recently shipped experiment."""
+    experiment = (
+        Experiment.objects.filter(placement=placement, status=ExperimentStatus.SHIPPED, winner__isnull=False)
+        .select_related("winner__highlighted_tier", "winner__experiment")
+        .order_by("-stops_at", "-id")
+        .first()
+    )
+    return experiment.winner if experiment is not None else None
+
+
+def experiment_variants(experiment: Experiment) -> list[Variant]:
+    return list(experiment.variants.select_related("highlighted_tier").order_by("key"))
+
+
+def company_variant(
+    *, experiment: Experiment, company: Company, variants: list[Variant] | None = None
+) -> Variant | None:
+    """The company's variant, or None in the holdout. Deterministic: nothing is stored."""
+    variants = experiment_variants(experiment) if variants is None else variants
+    key = assign(
+        experiment_key=experiment.key,
+        company_id=company.pk,
+        variants=[(v.key, v.weight) for v in variants],
+        holdout_share=experiment.holdout_share,
+    )
+    return next((v for v in variants if v.key == key), None)
+
+
+def _peak_percent(summary: dict[str, Any] | None) -> float:
+    if summary is None:
+        return 0.0
+    percents = [f["percent"] for f in summary.get("features", []) if f.get("percent") is not None]
+    # A feature used on a zero allowance has no percent but is over its limit.
+    over = any(f.get("percent") is None and f.get("limit") == 0 and f.get("used") for f in summary.get("features", []))
+    return float("inf") if over else max(percents, default=0.0)
+
+
+def prompt_content(variant: Variant, *, experiment: Experiment | None) -> dict[str, Any]:
+    return {
+        "experiment": experiment.key if experiment is not None else None,
+        "variant": variant.key,
+        "headline": variant.headline,
+        "call_to_action": variant.call_to_action,
+        "highlighted_tier": variant.highlighted_tier.code if variant.highlighted_tier else None,
+        "threshold_percent": variant.threshold_percent,
+    }
+
+
+@dataclass(frozen=True)
+class Prompt:
+    content: dict[str, Any]
+    experiment: Experiment | None  # None for a shipped default: nothing to measure
+    variant: Variant
+
+
+CANDIDATES_TTL = 60  # seconds; the services clear it on start, stop and ship
+
+
+def candidates_cache_key(placement: str) -> str:
+    return f"growth:candidates:{placement}"
+
+
+def placement_candidates(placement: str) -> list[Variant]:
+    """The running experiment's variants and the shipped winners at ``placement``. Cached:
+    the usage summary asks on every request, and these rows only change when an experiment
+    starts, stops or ships (a running experiment's variants are locked)."""
+    key = candidates_cache_key(placement)
+    try:
+        cached = cache.get(key)
+    except Exception:  # noqa: BLE001 - the cache (Redis) down: read the database instead
+        cached = None
+    if cached is not None:
+        return list(cached)
+    candidates = list(
+        Variant.objects.filter(experiment__placement=placement)
+        .filter(
+            Q(experiment__status=ExperimentStatus.RUNNING)
+            | Q(experiment__status=ExperimentStatus.SHIPPED, experiment__winner_id=F("id"))
+        )
+        .select_related("experiment", "highlighted_tier")
+        .order_by("key")
+    )
+    try:
+        cache.set(key, candidates, CANDIDATES_TTL)
+    except Exception:  # noqa: BLE001
+        pass
+    return candidates
+
+
+def placement_prompt(*, company: Company, placement: str, summary: dict[str, Any] | None) -> Prompt | None:
+    """What to show the company at ``placement``, given its usage summary: its variant of
+    the running experiment (nothing in the holdout), else the shipped winner; and only once
+    a feature's usage reached the variant's threshold. One query."""
+    candidates = placement_candidates(placement)
+    running = [v for v in candidates if v.experiment.status == ExperimentStatus.RUNNING]
+    experiment: Experiment | None = None
+    variant: Variant | None
+    if running:
+        experiment = running[0].experiment
+        variant = company_variant(experiment=experiment, company=company, variants=running)
+    else:
+        winners = sorted(candidates, key=lambda v: (v.experiment.stops_at or v.experiment.created_at, v.pk))
+        variant = winners[-1] if winners else None
+    if variant is None or _peak_percent(summary) < variant.threshold_percent:
+        return None
+    return Prompt(prompt_content(variant, experiment=experiment), experiment, variant)
+
+
+def summary_prompt_fill(company: Company, summary: dict[str, Any], at: datetime) -> None:
+    """The usage summary API's ``upgrade.prompt`` (the frontend records the exposure when it shows it)."""
+    prompt = placement_prompt(company=company, placement=Placement.API_PROMPT, summary=summary)
+    summary.setdefault("upgrade", {})["prompt"] = prompt.content if prompt is not None else None
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    key: str
+    is_control: bool
+    exposed: int
+    converted: int
+    rate: float
+    low: float
+    high: float
+    revenue_uplift: int
+    comparison: Comparison | None  # None for the control itself
+    enough_data: bool
+
+
+def experiment_results(experiment: Experiment) -> list[VariantResult]:
+    """Per variant: companies exposed, companies converted, rate with its 95 % Wilson
+    interval, monthly revenue uplift, and the test against control."""
+    rows = (
+        Variant.objects.filter(experiment=experiment)
+        .annotate(
+            exposed=Count("exposures__company", distinct=True),
+            converted=Count("conversions", distinct=True),
+        )
+        .order_by("key")
+    )
+    uplift = dict(
+        experiment.conversions.values("variant_id").annotate(total=Sum("revenue_uplift")).values_list(
+            "variant_id", "total"
+        )
+    )
+    counted = [(v, int(v.exposed), int(v.converted)) for v in rows]
+    control = next(((e, c) for v, e, c in counted if v.is_control), None)
+    results = []
+    for variant, exposed, converted in counted:
+        comparison = None
+        if control is not None and not variant.is_control:
+            comparison = compare(
+                converted=converted, exposed=exposed, control_converted=control[1], control_exposed=control[0]
+            )
+        low, high = rate_interval(converted, exposed)
+        results.append(
+            VariantResult(
+                key=variant.key,
+                is_control=variant.is_control,
+                exposed=exposed,
+                converted=converted,
+                rate=converted / exposed if exposed else 0.0,
+                low=low,
+                high=high,
+                revenue_uplift=int(uplift.get(variant.pk) or 0),
+                comparison=comparison,
+                enough_data=enough_data(exposed=exposed, converted=converted),
+            )
+        )
+    return results
+
+
+def _pct(rate: float) -> str:
+    return f"{rate * 100:.1f} %"
+
+
+def results_sentence(results: list[VariantResult]) -> str:
+    """One plain sentence per variant against control: "B converts 6.1 % vs 3.9 %, p = 0.03; enough data"."""
+    control = next((r for r in results if r.is_control), None)
+    if control is None:
+        return "No control variant: nothing to compare against."
+    parts = []
+    for r in results:
+        if r.comparison is None:
+            continue
+        p = r.comparison.p_value
+        p_text = "p not computable yet" if p is None else ("p < 0.001" if p < 0.001 else f"p = {p:.2f}")
+        verdict = (
+            "enough data"
+            if r.enough_data and control.enough_data
+            else "not enough data yet (needs 100 companies exposed and 10 conversions per variant)"
+        )
+        parts.append(f"{r.key} converts {_pct(r.rate)} vs {_pct(control.rate)}, {p_text}; {verdict}")
+    return ". ".join(parts) + "." if parts else "Only the control variant: nothing to compare."
+
