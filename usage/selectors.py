@@ -21,6 +21,7 @@ from accounts.models import Company, CompanyStatus
 from accounts.selectors import company_period
 from billing.plans.models import EntitlementOverride, Feature, Tier, TierLimit
 from billing.plans.pricing import LimitTerms, TierTerms, recommend, tier_cost
+from billing.plans.selectors import Entitlement, entitlements_effective
 from usage.models import UsageCounter
 
 
@@ -297,3 +298,80 @@ def companies_at_usage_level(queryset: QuerySet[Company], *, level: str, now: da
     over and another at warning level is in both."""
     counters = usage_levels(now=now or timezone.now()).filter(company=OuterRef("pk"), level=level)
     return queryset.filter(Exists(counters))
+
+
+@dataclass(frozen=True)
+class FeatureStanding:
+    """Where a company stands on one feature this period, from its counter."""
+
+    entitlement: Entitlement
+    used: int
+    resets_at: datetime
+
+    @property
+    def remaining(self) -> int | None:
+        """Units left within the included quantity (``None``: unlimited)."""
+        included = self.entitlement.terms.included
+        return None if included is None else max(0, included - self.used)
+
+    @property
+    def accepts(self) -> int | None:
+        """Units still accepted this period before refusals start (``None``: no ceiling)."""
+        ceiling = self.entitlement.terms.ceiling
+        return None if ceiling is None else max(0, ceiling - self.used)
+
+
+def entitlement_standings(*, company: Company, at: datetime | None = None) -> dict[str, FeatureStanding]:
+    """Feature code → the company's effective entitlement and this period's use, for every
+    feature, from counters only (three small queries, none over events)."""
+    now = at or timezone.now()
+    assert company.tier_id is not None
+    start, end = company_period(company, now)
+    entitled = entitlements_effective(company_id=company.pk, tier_id=company.tier_id, at=now)
+    used = dict(
+        UsageCounter.objects.filter(company=company, period_start=start).values_list("feature_id", "used")
+    )
+    return {
+        code: FeatureStanding(entitlement=e, used=used.get(e.feature_id, 0), resets_at=end)
+        for code, e in entitled.items()
+    }
+
+
+@dataclass(frozen=True)
+class EntitlementDecision:
+    allowed: bool
+    remaining: int | None
+    reason: str
+
+
+def entitlement_check(*, standing: FeatureStanding, quantity: int) -> EntitlementDecision:
+    """Would ``quantity`` more units be accepted now? ``remaining`` is what is still accepted
+    (hard and capped limits) or still included (soft); ``None`` when nothing runs out."""
+    terms = standing.entitlement.terms
+    name = standing.entitlement.feature
+    if terms.included is None:
+        return EntitlementDecision(True, None, f"{name} is unlimited on this plan.")
+    accepts = standing.accepts
+    if accepts is None:  # soft (or capped without a price): beyond the included quantity is billed
+        remaining = standing.remaining
+        assert remaining is not None
+        if quantity <= remaining:
+            return EntitlementDecision(True, remaining, f"Within the {terms.included} included this period.")
+        return EntitlementDecision(
+            True,
+            remaining,
+            f"Beyond the {terms.included} included this period: each unit over is billed as overage "
+            f"({terms.overage_unit_price} minor units each).",
+        )
+    if quantity <= accepts:
+        return EntitlementDecision(True, accepts, f"Within the limit: {accepts} left this period.")
+    if terms.mode == "hard":
+        why = f"Hard limit: {standing.used} of {terms.included} used this period"
+    else:
+        why = (
+            f"Overage cap of {terms.overage_cap} minor units: {standing.used} of {terms.ceiling} "
+            "accepted this period"
+        )
+    return EntitlementDecision(
+        False, accepts, f"{why}; {quantity} more would exceed it. Resets at {standing.resets_at.isoformat()}."
+    )
