@@ -43,6 +43,8 @@ from customers.selectors import (
     company_owners,
     member_seats,
 )
+from growth.models import ExposureSource, Placement
+from growth.services import prompt_show
 from usage.selectors import usage_summary
 
 
@@ -113,7 +115,12 @@ def _to(name: str, seat: Seat, **params: str) -> HttpResponseRedirect:
 
 @account_page
 def usage(request: HttpRequest, seat: Seat, *, seats: list[Seat]) -> HttpResponse:
-    return _page(request, "customers/usage.html", seat, seats, "usage", **account_usage(company=seat.company))
+    context = account_usage(company=seat.company)
+    # The experiment's banner (or the shipped winner's): rendering it is the exposure.
+    context["growth_prompt"] = prompt_show(
+        company=seat.company, placement=Placement.USAGE_BANNER, summary=context["summary"], source=ExposureSource.PAGE
+    )
+    return _page(request, "customers/usage.html", seat, seats, "usage", **context)
 
 
 @account_page

@@ -6,6 +6,7 @@ exposures and conversions are INSERT ... ON CONFLICT DO NOTHING against unique c
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
@@ -16,7 +17,7 @@ from audit.services import Actor, audit_record
 from billing.plans.models import Tier
 from core.errors import ApplicationError, Conflict
 from growth.models import Experiment, ExperimentStatus, Exposure, Variant
-from growth.selectors import candidates_cache_key, company_variant, experiment_variants
+from growth.selectors import candidates_cache_key, company_variant, experiment_variants, placement_prompt
 
 
 class ExperimentLocked(Conflict):
@@ -191,3 +192,16 @@ def conversion_record(*, company: Company, from_tier: Tier, to_tier: Tier, at: d
             )
             recorded += cursor.fetchone() is not None
     return recorded
+
+
+def prompt_show(
+    *, company: Company, placement: str, summary: dict[str, Any] | None, source: str, now: datetime | None = None
+) -> dict[str, Any] | None:
+    """The prompt a page is about to render at ``placement``, its exposure recorded (a
+    running experiment's only: a shipped default measures nothing). None: show nothing."""
+    prompt = placement_prompt(company=company, placement=placement, summary=summary)
+    if prompt is None:
+        return None
+    if prompt.experiment is not None:
+        exposure_record(company=company, experiment=prompt.experiment, source=source, now=now)
+    return prompt.content
