@@ -24,6 +24,12 @@ from audit.services import Actor, audit_record
 from core.links import admin_changelist_url, admin_url
 from ops.services import notify, ops_task_open
 from regions import routing
+from regions.messages import (
+    failback_available_message,
+    failover_message,
+    restored_message,
+    stranded_message,
+)
 from regions.models import (
     FailoverEvent,
     FailoverKind,
@@ -36,13 +42,6 @@ from regions.selectors import policy_get
 log = logging.getLogger(__name__)
 
 SYSTEM = Actor.system("region-gate")
-
-
-def time_ago(since: datetime | None, now: datetime) -> str:
-    if since is None:
-        return "unknown"
-    seconds = int((now - since).total_seconds())
-    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
 
 
 @dataclass(frozen=True)
@@ -63,6 +62,128 @@ def cooldown_until(policy: FailoverPolicy, now: datetime) -> datetime | None:
         return None
     until = policy.last_failover_at + timedelta(seconds=policy.cooldown_seconds)
     return until if now < until else None
+
+
+def region_is_down(region: Region) -> bool:
+    """Down as the gate and the routing state see it: unhealthy, or disabled."""
+    return region.status == RegionStatus.UNHEALTHY or not region.enabled
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """Why traffic stays on an active region that is down, and what ops can do about it."""
+
+    kind: str  # the alert: region.down | region.failover_blocked | region.all_down
+    cause: str  # single_region | pin | all_down | no_standby | cooldown
+    reason: str  # stored as the policy's stranded_reason
+    remedy: str
+    until: datetime | None = None  # the end of the cooldown
+
+
+def _standby_states(standbys: list[Region]) -> str:
+    return (
+        ", ".join(
+            f"{r.name} {'disabled' if not r.enabled else r.get_status_display().lower()}"
+            + (
+                f" ({r.consecutive_failures} failing probes; last error: {r.last_error or '-'})"
+                if r.consecutive_failures
+                else ""
+            )
+            for r in standbys
+        )
+        or "there is none"
+    )
+
+
+def failover_blocker(*, policy: FailoverPolicy, active: Region, regions: list[Region], now: datetime) -> Blocker | None:
+    """What keeps the gate from failing over from ``active`` (down) now; None: nothing,
+    it fails over. The gate acts on it, and the dashboard shows it to ops."""
+    if not policy.multi_region_enabled:
+        return Blocker(
+            "region.down",
+            "single_region",
+            "single-region mode: automatic failover is off",
+            f"bring {active.name} back (its /healthz, database, broker, network), or turn on multi-region "
+            "in the failover policy and fail over by hand.",
+        )
+    if policy.pinned_region_id == active.pk:
+        return Blocker(
+            "region.failover_blocked",
+            "pin",
+            f"{active.name} is pinned by {policy.pinned_by or 'ops'}; release the pin or fail over by hand",
+            "release the pin (failover policy page → 'Release the pin'): the gate fails over on its next probe "
+            "cycle; or fail over by hand now.",
+        )
+    enabled = [r for r in regions if r.enabled]
+    candidates = [r for r in enabled if r.pk != active.pk and region_is_candidate(r)]
+    if not candidates:
+        if len(enabled) > 1 and all(r.consecutive_failures > 0 for r in enabled):
+            return Blocker(
+                "region.all_down",
+                "all_down",
+                "all regions unreachable: no failover (the prober itself may be the one cut off)",
+                "check the regions' /healthz from another network (the prober itself may be cut off); "
+                "fail over by hand to one that serves.",
+            )
+        standbys = [r for r in regions if r.pk != active.pk]
+        return Blocker(
+            "region.failover_blocked",
+            "no_standby",
+            "no standby region is healthy",
+            f"fix the standby ({_standby_states(standbys)}): the gate fails over once one passes "
+            f"{policy.recovery_threshold} probes in a row; or fail over by hand with force to one that serves.",
+        )
+    until = cooldown_until(policy, now)
+    if until is not None:
+        minutes = max(1, -(-int((until - now).total_seconds()) // 60))
+        return Blocker(
+            "region.failover_blocked",
+            "cooldown",
+            f"cooldown after the last failover until {until:%H:%M:%S} UTC",
+            f"wait {minutes} min of cooldown (until {until:%H:%M:%S} UTC): the gate then fails over to "
+            f"{candidates[0].name}; or fail over by hand now (a manual failover ignores the cooldown).",
+            until=until,
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class WriteRefusal:
+    """Writes answered 503 by the routing gate: why, and what ops can do."""
+
+    why: str
+    remedy: str
+    cause: str
+
+
+def writes_refused(*, now: datetime | None = None) -> WriteRefusal | None:
+    """Whether the routing state refuses writes now (multi-region mode with no healthy
+    active region: ``routing_state_build``'s ``active_healthy``), and why."""
+    now = now or timezone.now()
+    policy = policy_get()
+    if not policy.multi_region_enabled:
+        return None
+    regions = list(Region.objects.order_by("order", "pk"))
+    active = next((r for r in regions if r.is_active), None)
+    if active is None:
+        return WriteRefusal(
+            "no region is active",
+            "fail over by hand to a healthy region; the gate gives traffic to the first healthy one by itself.",
+            "no_active",
+        )
+    if not region_is_down(active):
+        return None
+    state = "disabled" if not active.enabled else f"failing its probes ({active.consecutive_failures} in a row)"
+    blocker = failover_blocker(policy=policy, active=active, regions=regions, now=now)
+    if blocker is None:
+        return WriteRefusal(
+            f"{active.name} is {state}",
+            "the gate fails over on its next probe cycle; if it does not, fail over by hand.",
+            "pending",
+        )
+    return WriteRefusal(
+        f"{active.name} is {state} and traffic stays on it: {blocker.reason}", blocker.remedy, blocker.cause
+    )
 
 
 def gate_evaluate(*, now: datetime | None = None) -> GateOutcome:
@@ -87,50 +208,11 @@ def gate_evaluate(*, now: datetime | None = None) -> GateOutcome:
             reason=f"no region was active; {first.name} is the first healthy one",
         )
 
-    active_down = active.status == RegionStatus.UNHEALTHY or not active.enabled
-    if active_down:
-        if not policy.multi_region_enabled:
-            return gate_stranded(
-                policy=policy,
-                active=active,
-                now=now,
-                kind="region.down",
-                reason="single-region mode: automatic failover is off",
-            )
+    if region_is_down(active):
+        blocker = failover_blocker(policy=policy, active=active, regions=regions, now=now)
+        if blocker is not None:
+            return gate_stranded(policy=policy, active=active, now=now, blocker=blocker)
         candidates = [r for r in enabled if r.pk != active.pk and region_is_candidate(r)]
-        if policy.pinned_region_id == active.pk:
-            return gate_stranded(
-                policy=policy,
-                active=active,
-                now=now,
-                kind="region.failover_blocked",
-                reason=f"{active.name} is pinned by {policy.pinned_by or 'ops'}; release the pin or fail over by hand",
-            )
-        if not candidates:
-            if enabled and all(r.consecutive_failures > 0 for r in enabled):
-                return gate_stranded(
-                    policy=policy,
-                    active=active,
-                    now=now,
-                    kind="region.all_down",
-                    reason="all regions unreachable: no failover (the prober itself may be the one cut off)",
-                )
-            return gate_stranded(
-                policy=policy,
-                active=active,
-                now=now,
-                kind="region.failover_blocked",
-                reason="no standby region is healthy",
-            )
-        until = cooldown_until(policy, now)
-        if until is not None:
-            return gate_stranded(
-                policy=policy,
-                active=active,
-                now=now,
-                kind="region.failover_blocked",
-                reason=f"cooldown after the last failover until {until:%H:%M:%S} UTC",
-            )
         target = candidates[0]
         return failover_switch(
             policy=policy,
@@ -156,30 +238,15 @@ def gate_evaluate(*, now: datetime | None = None) -> GateOutcome:
         return GateOutcome("none")
     pinned = policy.pinned_region_id is not None
     if pinned or not policy.auto_failback:
-        if pinned:
-            why = f"{active.name} is pinned by {policy.pinned_by or 'ops'}" + (
-                f" ({policy.pin_reason})" if policy.pin_reason else ""
-            )
-            how = "To fail back, release the pin (failover policy page → 'Release the pin')" + (
-                "; automatic failback then moves traffic after the cooldown."
-                if policy.auto_failback
-                else ", then use the admin action 'Fail over to the selected region' or POST /api/v1/regions/failover/."
-            )
-        else:
-            why = "automatic failback is off"
-            how = (
-                "To fail back, use the admin action 'Fail over to the selected region' "
-                "or POST /api/v1/regions/failover/."
-            )
+        message = failback_available_message(
+            preferred=preferred, active=active, policy=policy, last=FailoverEvent.objects.order_by("-epoch").first()
+        )
         # Same key pinned or not: one announcement per recovery, whatever happens to the pin.
         notify(
             kind="region.failback_available",
-            title=f"Failback available: {preferred.name} has recovered",
-            text=(
-                f"{preferred.name} passed {preferred.consecutive_successes} probes in a row. "
-                f"Traffic stays on {active.name} because {why}. {how}"
-            ),
-            severity="info",
+            title=message.title,
+            text=message.text,
+            severity=message.severity,
             link=admin_changelist_url(Region),
             dedup_key=f"region.failback_available.{preferred.slug}.{preferred.status_epoch}.{policy.epoch}",
         )
@@ -203,42 +270,32 @@ def gate_evaluate(*, now: datetime | None = None) -> GateOutcome:
     )
 
 
-def gate_stranded(*, policy: FailoverPolicy, active: Region, now: datetime, kind: str, reason: str) -> GateOutcome:
+def gate_stranded(*, policy: FailoverPolicy, active: Region, now: datetime, blocker: Blocker) -> GateOutcome:
     # The marker and its alert commit together: if building or storing the alert fails,
     # the marker rolls back and the next cycle alerts again (never a silent outage).
     with transaction.atomic():
         won = FailoverPolicy.objects.filter(pk=policy.pk, stranded_since__isnull=True).update(
-            stranded_since=now, stranded_reason=reason[:300]
+            stranded_since=now, stranded_reason=blocker.reason[:300]
         )
         if won:
-            if active.failing_since is not None:
-                down = (
-                    f"{active.name} failing since {active.failing_since:%Y-%m-%d %H:%M:%S} UTC "
-                    f"({time_ago(active.failing_since, now)}); last error: {active.last_error or '-'}."
-                )
-                failing_for = time_ago(active.failing_since, now)
-            else:
-                # Not failing probes: taken out of service (``enabled`` off) while active.
-                down = f"{active.name} was disabled by ops while it was the active region."
-                failing_for = "disabled by ops"
-            notify(
-                kind=kind,
-                title=(
-                    "All regions unreachable"
-                    if kind == "region.all_down"
-                    else f"Active region {active.name} is down; traffic was not moved"
-                ),
-                text=(
-                    f"{down}\n"
-                    f"Why traffic stayed: {reason}.\n"
-                    "Check the regions' /healthz from another network; fail over by hand if one is serving."
-                ),
-                severity="critical",
-                link=admin_changelist_url(Region),
-                dedup_key=f"{kind}.{policy.epoch}.{now.isoformat()}",
-                fields={"Active": active.name, "Failing for": failing_for},
+            message = stranded_message(
+                kind=blocker.kind,
+                active=active,
+                reason=blocker.reason,
+                remedy=blocker.remedy,
+                multi_region=policy.multi_region_enabled,
+                now=now,
             )
-    return GateOutcome("stranded", detail=reason)
+            notify(
+                kind=blocker.kind,
+                title=message.title,
+                text=message.text,
+                severity=message.severity,
+                link=admin_changelist_url(Region),
+                dedup_key=f"{blocker.kind}.{policy.epoch}.{now.isoformat()}",
+                fields=message.fields,
+            )
+    return GateOutcome("stranded", detail=blocker.reason)
 
 
 def gate_clear_stranded(*, policy: FailoverPolicy, active: Region, now: datetime) -> None:
@@ -248,14 +305,12 @@ def gate_clear_stranded(*, policy: FailoverPolicy, active: Region, now: datetime
         stranded_since=None, stranded_reason=""
     )
     if cleared:
+        message = restored_message(active=active, stranded_since=policy.stranded_since, now=now)
         notify(
             kind="region.restored",
-            title=f"Service restored: {active.name} is serving again",
-            text=(
-                f"{active.name} passes its probes again; the outage began "
-                f"{policy.stranded_since:%Y-%m-%d %H:%M:%S} UTC ({time_ago(policy.stranded_since, now)} ago)."
-            ),
-            severity="info",
+            title=message.title,
+            text=message.text,
+            severity=message.severity,
             link=admin_changelist_url(Region),
             dedup_key=f"region.restored.{policy.epoch}.{policy.stranded_since.isoformat()}",
         )
@@ -330,41 +385,32 @@ def failover_switch(
                 "failing_since": frm.failing_since if frm else None,
             }
             audit_record(action=f"region.failover.{kind}", actor=actor, target=event, details=details)
-            failover_alert(event=event, frm=frm, to=to, now=now)
+            failover_alert(event=event, frm=frm, to=to, policy=policy, now=now)
             transaction.on_commit(routing.publish)
     except _Rollback:
         return GateOutcome("target_unhealthy", detail=f"{to.name} is not healthy")
     return GateOutcome("failback" if kind == FailoverKind.FAILBACK else "failover", event=event)
 
 
-def failover_alert(*, event: FailoverEvent, frm: Region | None, to: Region, now: datetime) -> None:
-    frm_name = frm.name if frm else "(none)"
-    failing = time_ago(event.failing_since, now) if event.failing_since else "not failing"
-    link = admin_url(event)
-    title = f"Region {event.get_kind_display().lower()}: {frm_name} → {to.name}"
-    text = (
-        f"Traffic moved from {frm_name} to {to.name} "
-        f"({event.get_kind_display().lower()}, by {event.actor}).\n"
-        f"Why: {event.reason}\n"
-        f"{frm_name} had been failing for {failing}.\n"
-        f"Check: {to.name} carries the load (latency, errors); find out why {frm_name} failed "
-        "(its /healthz, database, broker, network); "
-        "the failback policy decides what happens when it recovers."
-    )
+def failover_alert(
+    *, event: FailoverEvent, frm: Region | None, to: Region, policy: FailoverPolicy, now: datetime
+) -> None:
+    """The alert and the ops task for one failover, worded for its situation (regions.messages)."""
+    message = failover_message(event=event, frm=frm, to=to, policy=policy, now=now)
     notify(
         kind="region.failover",
-        title=title,
-        text=text,
-        severity="critical" if event.kind == FailoverKind.AUTOMATIC else "warning",
-        link=link,
+        title=message.title,
+        text=message.text,
+        severity=message.severity,
+        link=admin_url(event),
         dedup_key=f"region.failover.{event.epoch}",
-        fields={"From": frm_name, "To": to.name, "Kind": event.get_kind_display(), "Failing for": failing},
+        fields=message.fields,
     )
     ops_task_open(
         kind="region.failover",
-        title=f"Follow up failover {frm_name} → {to.name}",
-        details=text,
-        severity="high" if event.kind == FailoverKind.AUTOMATIC else "medium",
+        title=message.task_title,
+        details=message.text,
+        severity=message.task_severity,
         target=event,
         dedup_key=f"region.failover.{event.epoch}",
     )

@@ -118,7 +118,7 @@ def test_failover_by_hand_is_done_and_audited_with_the_actor(client, can_fail_ov
     audit = AuditLog.objects.get(action="region.failover.manual")
     assert audit.actor_label == "sam" and audit.actor_user_id == can_fail_over.pk
     assert audit.details["reason"] == "game day 2025-Q2"
-    assert Notification.objects.get(kind="region.failover").title == "Region manual: Primary → Secondary"
+    assert Notification.objects.get(kind="region.failover").title == "Manual failover by sam: Primary → Secondary"
 
 
 def test_failover_to_an_unhealthy_region_needs_force(client, can_fail_over, primary, secondary):

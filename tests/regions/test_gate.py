@@ -82,7 +82,7 @@ def test_failover_is_audited_alerted_and_leaves_an_ops_task(cycle, clock, primar
 
     alert = Notification.objects.get(kind="region.failover")
     assert "Primary → Secondary" in alert.title
-    assert "failing for 1 min 0 s" in alert.text  # first failing probe at +30 s, decided at +90 s
+    assert "failing for 1 min, so" in alert.text  # first failing probe at +30 s, decided at +90 s
     assert "Check:" in alert.text
     assert alert.severity == "critical"
 
