@@ -9,12 +9,14 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, Q
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from audit.admin_mixins import AuditedAdminMixin
 from audit.services import Actor
@@ -180,10 +182,36 @@ class RegionAdmin(RegionsAdmin):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one region to fail over to.", messages.ERROR)
             return None
-        region = queryset.get()
-        active = Region.objects.filter(is_active=True).first()
-        form = FailoverForm(request.POST if "confirm" in request.POST else None)
-        if "confirm" in request.POST and form.is_valid():
+        return self._fail_over(request, queryset.get(), from_action=True)
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/fail-over/",
+                self.admin_site.admin_view(self.fail_over_view),
+                name="regions_region_fail_over",
+            ),
+            *super().get_urls(),
+        ]
+
+    def fail_over_view(self, request, object_id):
+        """The dashboard's "Fail over to…" control: the reason comes with the first POST,
+        this page asks to confirm it (a GET asks for it), the second POST moves traffic
+        through the same service as the admin action and the API, then goes back."""
+        if not self.has_fail_over_permission(request):
+            raise PermissionDenied
+        region = self.get_object(request, unquote(object_id))
+        if region is None:
+            raise Http404("No such region.")
+        return self._fail_over(request, region, from_action=False)
+
+    def _fail_over(self, request, region, *, from_action: bool):
+        confirmed = request.method == "POST" and "confirm" in request.POST
+        form = FailoverForm(request.POST if request.method == "POST" and "reason" in request.POST else None)
+        back = request.POST.get("next") or request.GET.get("next") or ""
+        if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+            back = ""
+        if confirmed and form.is_valid():
             try:
                 event = services.region_fail_over(
                     to=region,
@@ -197,7 +225,9 @@ class RegionAdmin(RegionsAdmin):
                 form.add_error("force" if exc.field == "to" else exc.field, str(exc))
             else:
                 self.message_user(request, f"Traffic moved: {event}.", messages.SUCCESS)
-                return None
+                if from_action:
+                    return None
+                return HttpResponseRedirect(back or reverse("admin:index"))
         return TemplateResponse(
             request,
             "admin/regions/region/failover_confirm.html",
@@ -206,8 +236,11 @@ class RegionAdmin(RegionsAdmin):
                 "title": f"Fail over to {region.name}",
                 "opts": self.model._meta,
                 "region": region,
-                "active": active,
+                "active": Region.objects.filter(is_active=True).first(),
                 "form": form,
+                "from_action": from_action,
+                "next": back,
+                "cancel_url": back or reverse("admin:regions_region_changelist"),
                 "action_checkbox_name": ACTION_CHECKBOX_NAME,
             },
         )

@@ -4,3 +4,13 @@ from django.apps import AppConfig
 class TransBotConfig(AppConfig):
     name = "trans_bot"
     verbose_name = "Trans Bot"
+
+    def ready(self) -> None:
+        from django.contrib import admin
+
+        # The admin is the ops back office. "View site" is the customer pages' front door: a
+        # member lands on their account (/account/), anyone else on the sign-in page.
+        admin.site.site_header = "Trans Bot back office"
+        admin.site.site_title = "Trans Bot back office"
+        admin.site.index_title = "Operations"
+        admin.site.site_url = "/"

@@ -1,6 +1,7 @@
 """The executive dashboard on the admin index: one read of each app's state, so ops see
-at a glance which region serves, how the SLO stands, who is near or over a limit, what
-is open for them, what the nightly monitor found and what was billed."""
+at a glance which region serves, whether writes are refused and why, how the SLO stands,
+who is near or over a limit, what is open for them, what the nightly monitor found and
+what was billed; and, for who may, a "Fail over to…" control per healthy standby."""
 
 from __future__ import annotations
 
@@ -22,12 +23,14 @@ from billing.stripe.models import (
     WebhookEventStatus,
 )
 from ops.models import ACTIVE_TASK_STATUSES, Notification, NotificationStatus, OpsTask
-from regions.models import Region
-from regions.selectors import policy_get, region_uptime, service_availability
+from regions.gate import WriteRefusal, region_is_candidate, writes_refused
+from regions.models import FailoverPolicy, Region
+from regions.selectors import Availability, policy_get, region_uptime, service_availability
 from usage.models import CrossingLevel, MonitorRun, ThresholdCrossing
 from usage.selectors import companies_at_usage_level
 
 SEVERITY_ORDER = ["critical", "high", "medium", "low"]
+SCHEDULED_TRIGGER = "beat"  # the nightly run; "command" and "admin" runs are by hand
 
 # Each part of the dashboard is shown to whoever may open the admin page behind it: a
 # staff account without permissions sees no figures (and costs no queries).
@@ -56,12 +59,15 @@ class Overview:
 
     visible: frozenset[str]
     regions: list[dict[str, Any]] | None
-    policy: Any
-    availability: Any
+    policy: FailoverPolicy | None
+    availability: Availability | None
+    writes_refused: WriteRefusal | None  # the routing gate answers writes 503: why, what to do
+    failover_targets: list[Region] | None  # healthy standbys, for who may fail over
     tasks_by_severity: dict[str, int] | None
     tasks_open_total: int | None
     tasks_urgent: list[OpsTask] | None
-    monitor_last: MonitorRun | None
+    monitor_scheduled: MonitorRun | None  # the last nightly (beat) run
+    monitor_manual: MonitorRun | None  # a run by hand (command, admin) since then, shown apart
     companies_warning_now: int | None
     companies_exceeded_now: int | None
     crossings_this_month: dict[str, int] | None
@@ -82,15 +88,16 @@ def dashboard_overview(*, user: Any, now: datetime | None = None) -> Overview:
     now = now or timezone.now()
     month = _month_start(now)
     visible = dashboard_sections(user)
-    regions = policy = availability = None
+    regions = policy = availability = refusal = targets = None
     if "regions" in visible:
         uptime = region_uptime(now=now)
-        regions = [
-            {"region": r, "uptime": uptime.get(r.pk, {})}
-            for r in Region.objects.order_by("order", "pk")
-        ]
+        all_regions = list(Region.objects.order_by("order", "pk"))
+        regions = [{"region": r, "uptime": uptime.get(r.pk, {})} for r in all_regions]
         policy = policy_get()
         availability = service_availability(now=now)
+        refusal = writes_refused(now=now)
+        if user.has_perm("regions.fail_over"):
+            targets = [r for r in all_regions if not r.is_active and region_is_candidate(r)]
     by_severity: dict[str, int] | None = None
     urgent: list[OpsTask] | None = None
     if "tasks" in visible:
@@ -124,16 +131,26 @@ def dashboard_overview(*, user: Any, now: datetime | None = None) -> Overview:
             .annotate(amount=Sum("amount"), units=Sum("units"), events=Count("id"))
         )
         billing_failed = BillingEvent.objects.filter(status=BillingEventStatus.FAILED).count()
+    scheduled = manual = None
+    if "monitor" in visible:
+        scheduled = MonitorRun.objects.filter(trigger=SCHEDULED_TRIGGER).order_by("-started_at", "-id").first()
+        later = MonitorRun.objects.exclude(trigger=SCHEDULED_TRIGGER)
+        if scheduled is not None:
+            later = later.filter(started_at__gt=scheduled.started_at)
+        manual = later.order_by("-started_at", "-id").first()
     usage = "usage" in visible
     return Overview(
         visible=visible,
         regions=regions,
         policy=policy,
         availability=availability,
+        writes_refused=refusal,
+        failover_targets=targets,
         tasks_by_severity=None if by_severity is None else {s: by_severity.get(s, 0) for s in SEVERITY_ORDER},
         tasks_open_total=None if by_severity is None else sum(by_severity.values()),
         tasks_urgent=urgent,
-        monitor_last=MonitorRun.objects.order_by("-started_at").first() if "monitor" in visible else None,
+        monitor_scheduled=scheduled,
+        monitor_manual=manual,
         companies_warning_now=(
             companies_at_usage_level(Company.objects.all(), level="warning", now=now).count() if usage else None
         ),

@@ -59,7 +59,7 @@ def test_the_embedded_configuration_boots_and_serves(tmp_path):
                 follow_redirects=True,
             )
             assert logged_in.status_code == 200
-            assert "Site administration" in logged_in.text
+            assert "Trans Bot back office" in logged_in.text and "executive-dashboard" in logged_in.text
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -1,5 +1,6 @@
 from django import template
 
+from core.durations import duration_text
 from core.money import format_money
 from trans_bot.dashboard import dashboard_overview
 
@@ -15,3 +16,9 @@ def dashboard(context):
 @register.filter
 def money(minor, currency):
     return format_money(minor, currency)
+
+
+@register.filter
+def seconds(value):
+    """600 → "10 min"."""
+    return duration_text(float(value))
