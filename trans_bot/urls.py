@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.forms import ResetPasswordForm
 from trans_bot.health import HealthzView
+from trans_bot.views import business_targets_page
 
 api_v1 = [
     path("", include("accounts.urls")),
@@ -23,6 +24,7 @@ urlpatterns = [
         r"^admin/billing/(?P<rest>(?:company|membership|companyapikey)/.*)$",
         RedirectView.as_view(url="/admin/accounts/%(rest)s", permanent=True, query_string=True),
     ),
+    path("admin/targets/", admin.site.admin_view(business_targets_page), name="business-targets"),
     path("admin/", admin.site.urls),
     # Where the password reset e-mail's link lands (the API's confirm takes the same uid and token).
     path(
