@@ -38,6 +38,7 @@ class ErrorKind(StrEnum):
     NOT_FOUND = "not_found"
     FORBIDDEN = "permission_denied"  # who is asking may not do this
     CONFLICT = "conflict"  # the request clashes with what is stored or with the current state
+    REFUSED = "refused"  # well-formed, but a business rule refuses it (a hard limit reached)
     TOO_LARGE = "payload_too_large"
     UNAVAILABLE = "unavailable"  # try again shortly
     UPSTREAM = "upstream_error"  # a provider we depend on refused; trying again will not help
@@ -49,6 +50,7 @@ HTTP_STATUS: dict[ErrorKind, int] = {
     ErrorKind.NOT_FOUND: 404,
     ErrorKind.CONFLICT: 409,
     ErrorKind.TOO_LARGE: 413,
+    ErrorKind.REFUSED: 422,
     ErrorKind.UPSTREAM: 502,
     ErrorKind.UNAVAILABLE: 503,
 }

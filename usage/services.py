@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Company, CompanyAPIKey
-from core.errors import Conflict
+from billing.plans.selectors import entitlements_effective
+from core.errors import ApplicationError, Conflict, ErrorKind
 from usage.models import (
     UsageCounter,
     UsageEvent,
@@ -19,6 +21,24 @@ from usage.models import (
 from usage.validation import EventIn
 
 log = logging.getLogger(__name__)
+
+
+class LimitReached(ApplicationError):
+    """A batch would take a hard-limited (or capped, at its cap) feature past its limit."""
+
+    kind = ErrorKind.REFUSED
+    code = "limit_reached"
+
+
+Slot = tuple[int, datetime]  # (feature id, period start): one counter
+
+
+@dataclass(frozen=True)
+class _Ceiling:
+    units: int
+    feature: str
+    mode: str
+    period_end: datetime
 
 
 @dataclass(frozen=True)
@@ -69,6 +89,10 @@ roll AS (
     INSERT INTO usage_usagecounter (company_id, feature_id, period_start, period_end, used, updated_at)
     SELECT %(company_id)s, r.feature_id, r.period_start, r.period_end, sum(r.quantity), %(now)s
     FROM ins JOIN rows r USING (idempotency_key)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM unnest(%(limited_features)s::bigint[], %(limited_starts)s::timestamptz[]) AS x(f, p)
+        WHERE x.f = r.feature_id AND x.p = r.period_start
+    )
     GROUP BY r.feature_id, r.period_start, r.period_end
     ORDER BY r.feature_id, r.period_start
     ON CONFLICT (company_id, feature_id, period_start)
@@ -79,12 +103,16 @@ SELECT idempotency_key FROM ins
 
 
 def _insert_postgresql(
-    *, company_id: int, api_key_id: str | None, events: list[EventIn], now: datetime
+    *, company_id: int, api_key_id: str | None, events: list[EventIn], now: datetime, limited: set[Slot]
 ) -> set[str]:
     """One statement: insert the new events, skip known keys, roll the inserted ones up
-    into counters. Rows are inserted in key order and counters in feature order, so two
-    concurrent batches of one company always lock in the same order (no deadlock)."""
-    params = {
+    into counters, except the ``limited`` ones (hard or capped: counted after, by a
+    conditional update). Rows are inserted in key order and counters in feature order, so
+    two concurrent batches of one company always lock in the same order (no deadlock)."""
+    ordered = sorted(limited)
+    params: dict[str, Any] = {
+        "limited_features": [f for f, _ in ordered],
+        "limited_starts": [p for _, p in ordered],
         "company_id": company_id,
         "api_key_id": api_key_id,
         "now": now,
@@ -102,7 +130,7 @@ def _insert_postgresql(
 
 
 def _insert_portable(
-    *, company_id: int, api_key_id: str | None, events: list[EventIn], now: datetime
+    *, company_id: int, api_key_id: str | None, events: list[EventIn], now: datetime, limited: set[Slot]
 ) -> set[str]:
     """SQLite (the embedded demo): the transaction holds the database's write lock from its
     start, so "which keys exist" cannot change under us before the insert."""
@@ -133,6 +161,8 @@ def _insert_portable(
     )
     totals: dict[tuple[int, datetime, datetime], int] = {}
     for e in new:
+        if (e.feature_id, e.period_start) in limited:
+            continue
         slot = (e.feature_id, e.period_start, e.period_end)
         totals[slot] = totals.get(slot, 0) + e.quantity
     for (feature_id, start, end), used in sorted(totals.items()):
@@ -151,6 +181,98 @@ def _insert_portable(
     return {e.idempotency_key for e in new}
 
 
+def _ceilings(*, company: Company, events: list[EventIn], now: datetime) -> dict[Slot, _Ceiling]:
+    """The hard and capped limits the batch touches, per counter: the effective
+    entitlement in each period the batch counts in (at ``now``, or at a closed period's
+    last moment). Soft and unlimited features are absent: they are counted as always."""
+    assert company.tier_id is not None
+    periods = {(e.period_start, e.period_end) for e in events}
+    features = {e.feature_id for e in events}
+    out: dict[Slot, _Ceiling] = {}
+    for start, end in periods:
+        at = min(now, end - timedelta(microseconds=1))
+        for code, entitlement in entitlements_effective(company_id=company.pk, tier_id=company.tier_id, at=at).items():
+            ceiling = entitlement.terms.ceiling
+            if entitlement.feature_id in features and ceiling is not None:
+                out[(entitlement.feature_id, start)] = _Ceiling(ceiling, code, entitlement.terms.mode, end)
+    return out
+
+
+def _count_within_limits(
+    *,
+    company_id: int,
+    events: list[EventIn],
+    inserted: set[str],
+    ceilings: dict[Slot, _Ceiling],
+    index_of: dict[str, int],
+    now: datetime,
+) -> None:
+    """Count the newly stored events of limited counters with ``used = used + n WHERE
+    used + n <= ceiling`` and refuse the batch when a row count says no: the counter's row
+    lock makes concurrent batches queue, and each re-checks the condition on the value the
+    one before it committed, so together they never overshoot. Counters are taken in
+    (feature, period) order, after the soft ones, as every batch does (no deadlock)."""
+    totals: dict[Slot, int] = {}
+    for e in events:
+        slot = (e.feature_id, e.period_start)
+        if slot in ceilings and e.idempotency_key in inserted:
+            totals[slot] = totals.get(slot, 0) + e.quantity
+    for slot, n in sorted(totals.items()):
+        ceiling = ceilings[slot]
+        feature_id, start = slot
+        UsageCounter.objects.bulk_create(
+            [
+                UsageCounter(
+                    company_id=company_id,
+                    feature_id=feature_id,
+                    period_start=start,
+                    period_end=ceiling.period_end,
+                    used=0,
+                    updated_at=now,
+                )
+            ],
+            ignore_conflicts=True,
+        )
+        counted = UsageCounter.objects.filter(
+            company_id=company_id, feature_id=feature_id, period_start=start, used__lte=ceiling.units - n
+        ).update(used=F("used") + n, updated_at=now)
+        if not counted:
+            _refuse(
+                company_id=company_id, slot=slot, ceiling=ceiling, events=events, inserted=inserted, index_of=index_of
+            )
+
+
+def _refuse(
+    *,
+    company_id: int,
+    slot: Slot,
+    ceiling: _Ceiling,
+    events: list[EventIn],
+    inserted: set[str],
+    index_of: dict[str, int],
+) -> None:
+    """Name the first event of the batch that does not fit (the batch is refused whole)."""
+    feature_id, start = slot
+    used = (
+        UsageCounter.objects.filter(company_id=company_id, feature_id=feature_id, period_start=start)
+        .values_list("used", flat=True)
+        .first()
+    ) or 0
+    running, index = used, 0
+    for e in events:
+        if (e.feature_id, e.period_start) == slot and e.idempotency_key in inserted:
+            running += e.quantity
+            if running > ceiling.units:
+                index = index_of[e.idempotency_key]
+                break
+    what = "hard limit" if ceiling.mode == "hard" else "overage cap"
+    raise LimitReached(
+        f"Event {index} would take {ceiling.feature} past its {what} of {ceiling.units} this period "
+        f"({used} used); the batch was not stored.",
+        field=f"events.{index}.feature",
+    )
+
+
 def usage_record_events(
     *,
     company: Company,
@@ -162,17 +284,24 @@ def usage_record_events(
 
     Keys already stored with the same fingerprint are duplicates (acknowledged, not
     counted again); a stored key with a different fingerprint rejects the whole batch with
-    409 naming the key. Events and counters commit in one transaction."""
+    409 naming the key. Events and counters commit in one transaction.
+
+    A batch that would take a hard-limited feature (or a capped one at its cap) past its
+    limit in a period is refused whole with ``LimitReached`` (422, ``limit_reached``)
+    naming the first event that does not fit; replays of stored events count nothing and
+    so are never refused."""
     now = now or timezone.now()
     unique, repeats = _dedupe_batch(events)
     index_of = {e.idempotency_key: i for i, e in reversed(list(enumerate(events)))}
     insert = _insert_postgresql if connection.vendor == "postgresql" else _insert_portable
+    ceilings = _ceilings(company=company, events=unique, now=now) if unique else {}
     with transaction.atomic():
         inserted = insert(
             company_id=company.pk,
             api_key_id=api_key.pk if api_key is not None else None,
             events=unique,
             now=now,
+            limited=set(ceilings),
         )
         skipped = [e for e in unique if e.idempotency_key not in inserted]
         if skipped:
@@ -188,6 +317,15 @@ def usage_record_events(
                         "different event (feature, quantity or occurred_at differ).",
                         field=f"events.{index_of[event.idempotency_key]}.idempotency_key",
                     )
+        if ceilings:
+            _count_within_limits(
+                company_id=company.pk,
+                events=unique,
+                inserted=inserted,
+                ceilings=ceilings,
+                index_of=index_of,
+                now=now,
+            )
     duplicate_keys = [e.idempotency_key for e in skipped] + repeats
     return IngestResult(
         accepted=len(inserted), duplicates=len(duplicate_keys), duplicate_keys=duplicate_keys
