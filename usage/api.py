@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.http import Http404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import PermissionDenied
@@ -57,7 +57,12 @@ class UsageEventsView(APIView):
                     "duplicates": serializers.IntegerField(),
                     "duplicate_keys": serializers.ListField(child=serializers.CharField()),
                 },
-            )
+            ),
+            422: OpenApiResponse(
+                description="limit_reached: the batch would take a hard-limited (or capped, at its cap) "
+                "feature past its limit; nothing was stored. fields[0].field names the event "
+                "(events.<index>.feature)."
+            ),
         },
     )
     def post(self, request):

@@ -136,3 +136,24 @@ def test_another_companys_use_does_not_count_against_the_limit(acme, globex, key
     other.tier = catalogue["starter"]
     other.save(update_fields=["tier"])
     assert send(key_client(other), 10).status_code == 200
+
+
+def test_the_portable_path_refuses_the_same_way(acme, key_client, monkeypatch):
+    """The embedded demo's path (SQLite), run here on PostgreSQL through the same service."""
+    from usage import services
+
+    monkeypatch.setattr(services, "_insert_postgresql", services._insert_portable)
+    limit("starter", "bulk_jobs", mode=LimitMode.HARD)
+    client = key_client(acme)
+    assert send(client, 9, feature="bulk_jobs").status_code == 200
+    assert send(client, 3, feature="quotes").status_code == 200
+    r = send(client, 1, 1)
+    assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "events.1.feature"
+    assert (used(acme), used(acme, "quotes")) == (9, 3)
+    assert send(client, 1).status_code == 200 and used(acme) == 10
+
+
+def test_the_ingest_schema_documents_the_refusal(client):
+    spec = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    responses = spec["paths"]["/api/v1/usage/events/"]["post"]["responses"]
+    assert "limit_reached" in responses["422"]["description"]
