@@ -4,20 +4,24 @@ which audit them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.admin.utils import flatten_fieldsets
+from django.contrib.admin.utils import flatten_fieldsets, unquote
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from audit.admin_mixins import AuditedModelAdmin
 from audit.services import Actor
-from core.admin_helpers import ReadOnlyAdmin, status_pill
+from core.admin_helpers import ReadOnlyAdmin, short_text, short_time, status_pill
 from ops import delivery, selectors, services
-from ops.models import Notification, NotificationStatus, OpsTask, TaskStatus
+from ops.models import ACTIVE_TASK_STATUSES, Notification, NotificationStatus, OpsTask, TaskStatus
 
 STATUS_COLOURS = {
     NotificationStatus.PENDING: "#b26a00",
@@ -40,11 +44,40 @@ class NoteForm(forms.Form):
     )
 
 
+class OptionalNoteForm(forms.Form):
+    note = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text="Optional: what you are about to do. Kept in the task's audit history.",
+    )
+
+
+@dataclass(frozen=True)
+class TaskButton:
+    """One button on a task's page: its note page, and the service it calls."""
+
+    verb: str  # in the URL
+    label: str
+    done: str  # "acknowledged"
+    allowed_from: tuple[str, ...]
+    note_required: bool
+
+
+TASK_BUTTONS = (
+    TaskButton("acknowledge", "Acknowledge", "acknowledged", (TaskStatus.OPEN,), False),
+    TaskButton("assign-to-me", "Assign to me", "assigned to you", ACTIVE_TASK_STATUSES, False),
+    TaskButton("resolve", "Resolve", "resolved", ACTIVE_TASK_STATUSES, True),
+    TaskButton("dismiss", "Dismiss", "dismissed", ACTIVE_TASK_STATUSES, True),
+)
+
+
 @admin.register(OpsTask)
 class OpsTaskAdmin(AuditedModelAdmin):
     list_display = (
-        "title", "kind", "severity_badge", "status_badge", "company", "assignee", "due_at", "created_at",
+        "task_title", "kind", "severity_badge", "status_badge", "company", "assignee", "due", "created",
     )
+    list_display_links = ("task_title",)
+    change_form_template = "admin/ops/opstask/change_form.html"
     list_filter = ("status", "kind", "severity", "assignee", "company")
     search_fields = ("title", "details", "kind", "dedup_key", "company__name")
     list_select_related = ("company", "assignee")
@@ -64,6 +97,101 @@ class OpsTaskAdmin(AuditedModelAdmin):
 
     def has_add_permission(self, request):
         return False  # tasks are opened by the jobs that find the problem
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a task is closed (resolved or dismissed, with a note), never deleted
+
+    @admin.display(description="title", ordering="title")
+    def task_title(self, obj):
+        return short_text(obj.title, 70)
+
+    @admin.display(description="due", ordering="due_at")
+    def due(self, obj):
+        return short_time(obj.due_at)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj):
+        return short_time(obj.created_at)
+
+    def buttons_for(self, request, task: OpsTask) -> list[TaskButton]:
+        if not self.has_change_permission(request, task):
+            return []
+        return [
+            button
+            for button in TASK_BUTTONS
+            if task.status in button.allowed_from
+            and not (button.verb == "assign-to-me" and task.assignee_id == request.user.pk)
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        task = self.get_object(request, unquote(object_id))
+        buttons = []
+        if task is not None:
+            buttons = [
+                (button, reverse(f"admin:ops_opstask_{button.verb.replace('-', '_')}", args=[task.pk]))
+                for button in self.buttons_for(request, task)
+            ]
+        extra = {"task_buttons": buttons}
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+    def get_urls(self):
+        return [
+            *(
+                path(
+                    f"<path:object_id>/{button.verb}/",
+                    self.admin_site.admin_view(self.task_action_view),
+                    {"verb": button.verb},
+                    name=f"ops_opstask_{button.verb.replace('-', '_')}",
+                )
+                for button in TASK_BUTTONS
+            ),
+            *super().get_urls(),
+        ]
+
+    def task_action_view(self, request, object_id, verb):
+        """A task page's button: its note page (GET), then the ops service (POST)."""
+        button = next((b for b in TASK_BUTTONS if b.verb == verb), None)
+        task = self.get_object(request, unquote(object_id))
+        if button is None or task is None:
+            raise Http404("No such task or action.")
+        if not self.has_change_permission(request, task):
+            raise PermissionDenied
+        page = reverse("admin:ops_opstask_change", args=[task.pk])
+        form_class = NoteForm if button.note_required else OptionalNoteForm
+        form = form_class(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            note = form.cleaned_data["note"].strip()
+            actor = Actor.of_user(request.user)
+            if button.verb == "acknowledge":
+                changed = services.ops_task_acknowledge(task=task, actor=actor, note=note)
+            elif button.verb == "assign-to-me":
+                changed = services.ops_task_assign(task=task, assignee=request.user, actor=actor, note=note)
+            elif button.verb == "resolve":
+                changed = services.ops_task_resolve(task=task, note=note, actor=actor)
+            else:
+                changed = services.ops_task_dismiss(task=task, note=note, actor=actor)
+            if changed:
+                self.message_user(request, f"Task {button.done}: {task.title}", messages.SUCCESS)
+            else:
+                self.message_user(
+                    request,
+                    f"Not {button.done}: the task is {task.get_status_display().lower()} now (someone else acted).",
+                    messages.WARNING,
+                )
+            return HttpResponseRedirect(page)
+        return TemplateResponse(
+            request,
+            "admin/ops/opstask/task_action.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"{button.label}: {Truncator(task.title).chars(80)}",
+                "opts": self.model._meta,
+                "task": task,
+                "button": button,
+                "form": form,
+                "task_page": page,
+            },
+        )
 
     @admin.display(description="severity", ordering="severity")
     def severity_badge(self, obj):
@@ -185,8 +313,8 @@ class NotificationAdmin(ReadOnlyAdmin):
     """Read-only: the outbox is the delivery record. "Retry now" is the one thing ops do."""
 
     list_display = (
-        "id", "created_at", "kind", "severity", "short_title", "status_badge", "slack_status", "email_status",
-        "attempts", "next_attempt_at", "short_error",
+        "id", "created", "kind", "severity", "short_title", "status_badge", "channels", "attempts", "next_try",
+        "short_error",
     )
     list_filter = ("status", "kind", "severity", "slack_status", "email_status", "is_summary")
     search_fields = ("title", "text", "kind", "dedup_key", "last_error")
@@ -215,11 +343,27 @@ class NotificationAdmin(ReadOnlyAdmin):
 
     @admin.display(description="title", ordering="title")
     def short_title(self, obj):
-        return Truncator(obj.title).chars(80)
+        return short_text(obj.title, 60)
 
     @admin.display(description="last error")
     def short_error(self, obj):
-        return Truncator(obj.last_error).chars(80)
+        return short_text(obj.last_error, 30)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj):
+        return short_time(obj.created_at)
+
+    @admin.display(description="next try", ordering="next_attempt_at")
+    def next_try(self, obj):
+        return short_time(obj.next_attempt_at)
+
+    @admin.display(description="Slack · e-mail")
+    def channels(self, obj):
+        return format_html(
+            '<span style="white-space:nowrap">{} · {}</span>',
+            obj.get_slack_status_display(),
+            obj.get_email_status_display(),
+        )
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):

@@ -273,23 +273,27 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def ops_task_acknowledge(*, task: OpsTask, actor: Actor) -> bool:
+def ops_task_acknowledge(*, task: OpsTask, actor: Actor, note: str = "") -> bool:
+    """Someone is on it. The optional note goes to the audit trail."""
     return _task_change(
         task=task,
         actor=actor,
         action="ops.task.acknowledge",
         allowed_from=(TaskStatus.OPEN,),
         updates={"status": TaskStatus.ACKNOWLEDGED, "acknowledged_at": timezone.now()},
+        note=note,
     )
 
 
-def ops_task_assign(*, task: OpsTask, assignee: Any, actor: Actor) -> bool:
+def ops_task_assign(*, task: OpsTask, assignee: Any, actor: Actor, note: str = "") -> bool:
+    """The optional note goes to the audit trail."""
     return _task_change(
         task=task,
         actor=actor,
         action="ops.task.assign",
         allowed_from=ACTIVE_TASK_STATUSES,
         updates={"assignee": assignee},
+        note=note,
     )
 
 
