@@ -14,7 +14,19 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Case, CharField, Exists, F, FilteredRelation, OuterRef, Q, QuerySet, Value, When
+from django.db.models import (
+    Case,
+    CharField,
+    Exists,
+    F,
+    FilteredRelation,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.utils import timezone
 
 from accounts.models import Company, CompanyStatus
@@ -36,17 +48,33 @@ def usage_levels(*, now: datetime, since: datetime | None = None) -> QuerySet[An
     company filter, the admin bars, the nightly monitor and the usage API alike.
 
     Every counter at or beyond the warning share of the limit that the company's *own*
-    tier sets for that feature, annotated with ``included`` and ``level`` ("warning" up to
+    tier sets for that feature (or a contract override in force at ``now``), annotated
+    with ``included`` and ``level`` ("warning" up to
     the limit itself, "exceeded" above it). An unlimited feature, a feature the tier has
     no limit row for, and other tiers' limits never count; nor do canceled companies,
     which have no plan running. The period is the one open at ``now``; with ``since``,
     every period overlapping [since, now] (the monitor's look-back)."""
     mine = FilteredRelation("feature__limits", condition=Q(feature__limits__tier=F("company__tier")))
+    # A contract override in force at ``now`` replaces the tier's included quantity (the
+    # rule of billing.plans.selectors.entitlements_effective; empty there = unlimited).
+    in_force = (
+        EntitlementOverride.objects.filter(
+            company_id=OuterRef("company_id"), feature_id=OuterRef("feature_id"), starts_at__lte=now
+        )
+        .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=now))
+        .order_by("-starts_at", "-id")
+    )
     counters = (
-        UsageCounter.objects.alias(mine=mine)
-        .filter(period_start__lte=now, period_end__gt=since or now, used__gt=0, mine__included__isnull=False)
+        UsageCounter.objects.alias(mine=mine, contract=Exists(in_force))
+        .filter(period_start__lte=now, period_end__gt=since or now, used__gt=0)
         .exclude(company__status=CompanyStatus.CANCELED)
-        .annotate(included=F("mine__included"))
+        .annotate(
+            included=Case(
+                When(contract=True, then=Subquery(in_force.values("included")[:1])),
+                default=F("mine__included"),
+            )
+        )
+        .filter(included__isnull=False)
         .alias(used100=F("used") * 100)
         .filter(used100__gte=F("included") * settings.USAGE_WARNING_PERCENT)
         .annotate(

@@ -119,3 +119,23 @@ def test_a_capped_limit_without_a_cap_is_refused_by_validation(stripe_company):
     with pytest.raises(ValidationError) as caught:
         override.full_clean()
     assert set(caught.value.message_dict) == {"included", "overage_cap", "overage_unit_price"}
+
+
+@pytest.mark.django_db
+def test_warning_and_over_limit_levels_follow_the_override(stripe_company, set_usage):
+    from accounts.models import Company
+    from usage.selectors import companies_at_usage_level
+
+    acme, globex = stripe_company("starter"), stripe_company("starter")  # quotes: 1,000 included
+    _override(acme, feature="quotes", included=2_000, mode=LimitMode.SOFT, overage_unit_price=5,
+              starts_at=T0 - timedelta(days=1), ends_at=T0 + timedelta(days=1))
+    with time_machine.travel(T0, tick=False):
+        set_usage(acme, "quotes", 1_300)
+        set_usage(globex, "quotes", 1_300)
+        status = {f["feature"]: f["status"] for f in usage_summary(company=acme)["features"]}
+        exceeded = set(companies_at_usage_level(Company.objects.all(), level="exceeded", now=T0))
+    assert status["quotes"] == "ok"  # 65 % of the contract's 2,000
+    assert exceeded == {globex}
+    with time_machine.travel(T0 + timedelta(days=2), tick=False):
+        status = {f["feature"]: f["status"] for f in usage_summary(company=acme)["features"]}
+    assert status["quotes"] == "exceeded"  # the override has ended: 130 % of Starter's 1,000
