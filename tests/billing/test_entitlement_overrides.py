@@ -139,3 +139,27 @@ def test_warning_and_over_limit_levels_follow_the_override(stripe_company, set_u
     with time_machine.travel(T0 + timedelta(days=2), tick=False):
         status = {f["feature"]: f["status"] for f in usage_summary(company=acme)["features"]}
     assert status["quotes"] == "exceeded"  # the override has ended: 130 % of Starter's 1,000
+
+
+@pytest.mark.django_db
+def test_an_override_entered_in_admin_is_audited_and_checked(stripe_company, admin_client):
+    from audit.models import AuditLog
+
+    acme = stripe_company("starter")
+    feature = Feature.objects.get(code="bulk_jobs")
+    form = {
+        "company": acme.pk, "feature": feature.pk, "reason": "Contract 2026-17",
+        "included": "", "mode": "capped", "overage_unit_price": "0", "overage_cap": "",
+        "starts_at_0": "2026-03-01", "starts_at_1": "00:00:00", "ends_at_0": "", "ends_at_1": "",
+    }
+    refused = admin_client.post("/admin/billing/entitlementoverride/add/", form)
+    assert refused.status_code == 200 and not EntitlementOverride.objects.exists()
+    assert "Capped overage needs a cap" in refused.content.decode()
+
+    form.update({"included": "40", "overage_unit_price": "100", "overage_cap": "500"})
+    r = admin_client.post("/admin/billing/entitlementoverride/add/", form)
+    assert r.status_code == 302, r.content.decode()[:2000]
+    override = EntitlementOverride.objects.get()
+    assert (override.company, override.included, override.mode, override.overage_cap) == (acme, 40, "capped", 500)
+    record = AuditLog.objects.get(action="admin.billing.entitlementoverride.add")
+    assert record.details["changes"]["included"]["after"] == 40
