@@ -130,6 +130,10 @@ def plans(request: HttpRequest, seat: Seat, *, seats: list[Seat]) -> HttpRespons
         messages.success(request, "Payment done. Your new plan is active as soon as Stripe confirms it.")
     elif checkout == "cancel":
         messages.info(request, "Checkout was canceled; your plan did not change.")
+    context = account_plans(company=seat.company)
+    context["growth_prompt"] = prompt_show(
+        company=seat.company, placement=Placement.PLAN_TABLE, summary=context["summary"], source=ExposureSource.PAGE
+    )
     return _page(
         request,
         "customers/plans.html",
@@ -137,7 +141,7 @@ def plans(request: HttpRequest, seat: Seat, *, seats: list[Seat]) -> HttpRespons
         seats,
         "plans",
         owners=company_owners(seat.company),
-        **account_plans(company=seat.company),
+        **context,
     )
 
 

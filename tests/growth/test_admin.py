@@ -91,3 +91,33 @@ def test_staff_without_permission_cannot_ship(client, staff_user, make_experimen
     assert response.status_code == 403
     experiment.refresh_from_db()
     assert experiment.status == ExperimentStatus.RUNNING
+
+
+def test_a_draft_is_edited_with_its_variants_and_the_edit_is_audited(ops_client, make_experiment):
+    experiment = make_experiment()
+    url = f"/admin/growth/experiment/{experiment.pk}/change/"
+    page = ops_client.get(url).content.decode()
+    assert 'name="variants-0-weight"' in page  # a draft's variants are editable
+    a, b = experiment.variants.order_by("key")
+    data = {
+        "key": experiment.key, "name": "Shorter copy", "placement": experiment.placement,
+        "conversion_window_days": 14, "holdout_share": "0.100",
+        "variants-TOTAL_FORMS": 2, "variants-INITIAL_FORMS": 2, "variants-MIN_NUM_FORMS": 0,
+        "variants-MAX_NUM_FORMS": 1000,
+    }
+    for i, v in enumerate((a, b)):
+        data.update({
+            f"variants-{i}-id": v.pk, f"variants-{i}-experiment": experiment.pk, f"variants-{i}-key": v.key,
+            f"variants-{i}-is_control": "on" if v.is_control else "", f"variants-{i}-weight": 3 if v.key == "b" else 1,
+            f"variants-{i}-headline": v.headline, f"variants-{i}-call_to_action": v.call_to_action,
+            f"variants-{i}-highlighted_tier": v.highlighted_tier_id or "", f"variants-{i}-threshold_percent": 80,
+        })
+    data = {k: v for k, v in data.items() if v != ""}
+
+    response = ops_client.post(url, data)
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    b.refresh_from_db()
+    assert b.weight == 3
+    assert AuditLog.objects.filter(action="admin.growth.variant.change").exists()
+    assert AuditLog.objects.filter(action="admin.growth.experiment.change").exists()

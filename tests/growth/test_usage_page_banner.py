@@ -65,3 +65,19 @@ def test_a_shipped_banner_shows_to_everyone_and_counts_nothing(client, make_expe
 
     assert "Pro gives you 10x the quotes" in page
     assert not Exposure.objects.exists()
+
+
+def test_the_plan_table_placement_highlights_the_variants_tier(client, make_experiment, make_company):
+    experiment = experiment_start(experiment=make_experiment(Placement.PLAN_TABLE, threshold=50), actor=OPS)
+    in_b = company_in("b", experiment, make_company)
+    use_quotes(in_b, 600)
+    client.force_login(in_b.owner)
+
+    page = client.get("/account/plans/").content.decode()
+
+    assert 'id="plan-table-prompt"' in page and "Pro gives you 10x the quotes" in page
+    pro = page[page.index('data-tier="pro"'):]
+    assert pro.index('class="badge recommended highlighted">Upgrade to Pro') < pro.index("</article>")
+    assert Exposure.objects.get().variant.key == "b"
+    # The usage banner runs no experiment: the usage page shows nothing.
+    assert 'id="banner-upgrade-prompt"' not in usage_page(client, in_b)
