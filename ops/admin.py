@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
@@ -34,6 +35,7 @@ STATUS_COLOURS = {
     TaskStatus.RESOLVED: "#1e7e34",
     TaskStatus.DISMISSED: "#6c757d",
 }
+CHANNEL_WORDS = {"none": "–", "pending": "pending", "sent": "sent", "off": "off", "failed": "failed"}
 SEVERITY_COLOURS = {"critical": "#c62828", "high": "#d9480f", "warning": "#b26a00", "medium": "#b26a00"}
 
 
@@ -103,7 +105,7 @@ class OpsTaskAdmin(AuditedModelAdmin):
 
     @admin.display(description="title", ordering="title")
     def task_title(self, obj):
-        return short_text(obj.title, 70)
+        return short_text(obj.title, 55)
 
     @admin.display(description="due", ordering="due_at")
     def due(self, obj):
@@ -313,9 +315,9 @@ class NotificationAdmin(ReadOnlyAdmin):
     """Read-only: the outbox is the delivery record. "Retry now" is the one thing ops do."""
 
     list_display = (
-        "id", "created", "kind", "severity", "short_title", "status_badge", "channels", "attempts", "next_try",
-        "short_error",
+        "short_title", "created", "kind", "severity", "status_badge", "channels", "tries", "short_error",
     )
+    list_display_links = ("short_title",)
     list_filter = ("status", "kind", "severity", "slack_status", "email_status", "is_summary")
     search_fields = ("title", "text", "kind", "dedup_key", "last_error")
     list_select_related = ("company",)
@@ -343,26 +345,36 @@ class NotificationAdmin(ReadOnlyAdmin):
 
     @admin.display(description="title", ordering="title")
     def short_title(self, obj):
-        return short_text(obj.title, 60)
+        return short_text(obj.title, 45)
 
     @admin.display(description="last error")
     def short_error(self, obj):
-        return short_text(obj.last_error, 30)
+        return short_text(obj.last_error, 25)
 
     @admin.display(description="created", ordering="created_at")
     def created(self, obj):
         return short_time(obj.created_at)
 
-    @admin.display(description="next try", ordering="next_attempt_at")
-    def next_try(self, obj):
-        return short_time(obj.next_attempt_at)
+    @admin.display(description="tries", ordering="attempts")
+    def tries(self, obj):
+        if obj.status != NotificationStatus.PENDING or not obj.attempts or obj.next_attempt_at is None:
+            return obj.attempts
+        when = timezone.localtime(obj.next_attempt_at)
+        return format_html(
+            '<span style="white-space:nowrap" title="next try {}">{}, next {}</span>',
+            f"{when:%Y-%m-%d %H:%M:%S %Z}",
+            obj.attempts,
+            f"{when:%H:%M}",
+        )
 
     @admin.display(description="Slack · e-mail")
     def channels(self, obj):
         return format_html(
-            '<span style="white-space:nowrap">{} · {}</span>',
+            '<span style="white-space:nowrap" title="Slack: {} · e-mail: {}">{} · {}</span>',
             obj.get_slack_status_display(),
             obj.get_email_status_display(),
+            CHANNEL_WORDS.get(obj.slack_status, obj.slack_status),
+            CHANNEL_WORDS.get(obj.email_status, obj.email_status),
         )
 
     @admin.display(description="status", ordering="status")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import unquote
@@ -16,11 +17,13 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from audit.admin_mixins import AuditedAdminMixin
 from audit.services import Actor
-from core.admin_helpers import ReadOnlyAdmin, status_pill
+from core.admin_helpers import ReadOnlyAdmin, short_text, short_time, status_pill
+from core.durations import duration_text
 from regions import routing, services
 from regions.models import FailoverEvent, FailoverPolicy, GameDay, Probe, Region, RegionStatus
 
@@ -113,9 +116,9 @@ class RegionAdmin(RegionsAdmin):
         "active_badge",
         "status_badge",
         "latency",
-        "consecutive_failures",
+        "fails",
         "uptime_24h",
-        "last_checked_at",
+        "last_check",
         "order",
         "enabled",
     ]
@@ -167,6 +170,14 @@ class RegionAdmin(RegionsAdmin):
     @admin.display(description="Latency", ordering="last_latency_ms")
     def latency(self, obj):
         return f"{obj.last_latency_ms:.0f} ms" if obj.last_latency_ms is not None else "–"
+
+    @admin.display(description="Fails", ordering="consecutive_failures")
+    def fails(self, obj):
+        return obj.consecutive_failures
+
+    @admin.display(description="Last check", ordering="last_checked_at")
+    def last_check(self, obj):
+        return short_time(obj.last_checked_at)
 
     @admin.display(description="Uptime 24 h")
     def uptime_24h(self, obj):
@@ -288,17 +299,7 @@ class PolicyForm(forms.ModelForm):
 @admin.register(FailoverPolicy)
 class FailoverPolicyAdmin(RegionsAdmin):
     form = PolicyForm
-    list_display = [
-        "__str__",
-        "multi_region_enabled",
-        "probe_interval_seconds",
-        "failure_threshold",
-        "recovery_threshold",
-        "auto_failback",
-        "cooldown_seconds",
-        "pinned_region",
-        "slo_target",
-    ]
+    list_display = ["__str__", "mode", "probing", "failback", "cooldown", "pinned", "slo"]
     readonly_fields = [
         "pinned_region",
         "pinned_by",
@@ -331,6 +332,40 @@ class FailoverPolicyAdmin(RegionsAdmin):
     def has_add_permission(self, request):
         return not FailoverPolicy.objects.exists() and super().has_add_permission(request)
 
+    @admin.display(description="Mode", ordering="multi_region_enabled")
+    def mode(self, obj):
+        return "multi-region" if obj.multi_region_enabled else "single-region"
+
+    @admin.display(description="Probing")
+    def probing(self, obj):
+        return (
+            f"every {duration_text(obj.probe_interval_seconds)}; unhealthy after {obj.failure_threshold} failed, "
+            f"healthy after {obj.recovery_threshold} good"
+        )
+
+    @admin.display(description="Failback", ordering="auto_failback")
+    def failback(self, obj):
+        return "automatic" if obj.auto_failback else "by hand"
+
+    @admin.display(description="Cooldown", ordering="cooldown_seconds")
+    def cooldown(self, obj):
+        return duration_text(obj.cooldown_seconds)
+
+    @admin.display(description="Pinned")
+    def pinned(self, obj):
+        if obj.pinned_region is None:
+            return "–"
+        return format_html(
+            '<span style="white-space:nowrap" title="{}">{} (by {})</span>',
+            obj.pin_reason,
+            obj.pinned_region.name,
+            obj.pinned_by or "ops",
+        )
+
+    @admin.display(description="SLO", ordering="slo_target")
+    def slo(self, obj):
+        return f"{obj.slo_target:.2f} %"
+
     def has_delete_permission(self, request, obj=None):
         return False
 
@@ -345,21 +380,35 @@ class FailoverPolicyAdmin(RegionsAdmin):
 
 @admin.register(FailoverEvent)
 class FailoverEventAdmin(ReadOnlyAdmin):
-    list_display = [
-        "decided_at",
-        "kind",
-        "from_region",
-        "to_region",
-        "actor",
-        "reason",
-        "forced",
-        "pinned",
-        "failing_since",
-    ]
+    list_display = ["decided", "kind", "move", "actor", "short_reason", "flags", "failing_for"]
     list_filter = ["kind", "forced", "pinned"]
     search_fields = ["reason", "actor"]
     list_select_related = ["from_region", "to_region"]
     date_hierarchy = "decided_at"
+
+    @admin.display(description="Decided", ordering="decided_at")
+    def decided(self, obj):
+        return short_time(obj.decided_at)
+
+    @admin.display(description="Move")
+    def move(self, obj):
+        return format_html(
+            '<span style="white-space:nowrap">{} → {}</span>', obj.from_region or "(none)", obj.to_region or "(gone)"
+        )
+
+    @admin.display(description="Reason")
+    def short_reason(self, obj):
+        return short_text(obj.reason, 32)
+
+    @admin.display(description="Forced · pinned")
+    def flags(self, obj):
+        return ", ".join(word for word, on in (("forced", obj.forced), ("pinned", obj.pinned)) if on) or "–"
+
+    @admin.display(description="Failing for", ordering="failing_since")
+    def failing_for(self, obj):
+        if obj.failing_since is None:
+            return "–"
+        return duration_text((obj.decided_at - obj.failing_since).total_seconds())
 
 
 @admin.register(Probe)
@@ -371,15 +420,55 @@ class ProbeAdmin(ReadOnlyAdmin):
     show_full_result_count = False
 
 
+def _game_day_verdict(game: GameDay) -> str:
+    """Pass or fail against the RTO target, and why: the verdict ``gameday`` stored, or,
+    for a drill stored without one, the same judgement made now."""
+    if game.notes:
+        return game.notes
+    target = duration_text(settings.REGIONS_RTO_TARGET_SECONDS)
+    if game.switched_after_s is None:
+        return "no failover happened"
+    rto = duration_text(game.switched_after_s)
+    met = game.switched_after_s <= settings.REGIONS_RTO_TARGET_SECONDS
+    return f"RTO {rto} {'within' if met else 'missed'} the {target} target"
+
+
 @admin.register(GameDay)
 class GameDayAdmin(ReadOnlyAdmin):
-    list_display = [
-        "started_at",
-        "region",
-        "method",
-        "detected_after_s",
-        "switched_after_s",
-        "switched_to",
-        "succeeded",
-    ]
+    list_display = ["started", "region", "method", "detection", "rto", "switched_to", "result"]
     list_select_related = ["region", "switched_to"]
+    fieldsets = [
+        (None, {"fields": ["started_at", "region", "method"]}),
+        ("Result", {"fields": ["verdict", "detection", "rto", "rto_target", "switched_to"]}),
+    ]
+    readonly_fields = ["verdict", "detection", "rto", "rto_target"]
+
+    @admin.display(description="Started", ordering="started_at")
+    def started(self, obj):
+        return short_time(obj.started_at)
+
+    @admin.display(description="Detected after", ordering="detected_after_s")
+    def detection(self, obj):
+        return duration_text(obj.detected_after_s) if obj.detected_after_s is not None else "not detected"
+
+    @admin.display(description="RTO", ordering="switched_after_s")
+    def rto(self, obj):
+        return duration_text(obj.switched_after_s) if obj.switched_after_s is not None else "no failover"
+
+    @admin.display(description="RTO target")
+    def rto_target(self, obj):
+        return f"{duration_text(settings.REGIONS_RTO_TARGET_SECONDS)} (REGIONS_RTO_TARGET_SECONDS)"
+
+    @admin.display(description="Result", ordering="succeeded")
+    def result(self, obj):
+        return format_html("{} {}", _pass_fail(obj), short_text(_game_day_verdict(obj), 70))
+
+    @admin.display(description="Result")
+    def verdict(self, obj):
+        return format_html("{} {}", _pass_fail(obj), _game_day_verdict(obj))
+
+
+def _pass_fail(game: GameDay):
+    if game.succeeded:
+        return status_pill("Passed", COLOURS[RegionStatus.HEALTHY])
+    return status_pill("Failed", COLOURS[RegionStatus.UNHEALTHY])

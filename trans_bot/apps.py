@@ -14,3 +14,6 @@ class TransBotConfig(AppConfig):
         admin.site.site_title = "Trans Bot back office"
         admin.site.index_title = "Operations"
         admin.site.site_url = "/"
+        # The lists are wide (status, latency, last check, delivery per channel): at 1,400 px
+        # they need the room the app list in a sidebar would take; Home lists the apps.
+        admin.site.enable_nav_sidebar = False

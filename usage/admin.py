@@ -7,12 +7,13 @@ from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from accounts.admin import CompanyAdmin
 from accounts.models import Company
 from billing.plans.models import Feature, TierLimit
-from core.admin_helpers import ReadOnlyAdmin, status_pill
+from core.admin_helpers import ReadOnlyAdmin, bullet_list, short_time, status_pill
+from core.durations import duration_text
 from usage.admin_widgets import bars
 from usage.models import MonitorRun, ThresholdCrossing, UsageCounter, UsageEvent
 from usage.monitor import usage_monitor_run
@@ -47,35 +48,73 @@ class ThresholdCrossingAdmin(ReadOnlyAdmin):
 
 
 RUN_COLOURS = {"succeeded": "#2e7d32", "failed": "#c62828", "running": "#1565c0", "abandoned": "#6d4c41"}
+TRIGGERS = {"beat": "scheduled", "command": "by hand (command)", "admin": "by hand (admin)"}
+
+
+def _cell(column: str, value):
+    """One report cell as people read it: a list as a list, a share in percent, counts grouped."""
+    if isinstance(value, list | tuple):
+        return bullet_list(value)
+    if column == "percent" and isinstance(value, int | float):
+        return f"{value:g} %"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "" if value is None else value
 
 
 @admin.register(MonitorRun)
 class MonitorRunAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
-        "started_at",
-        "kind",
+        "started",
+        "what",
         "coloured_status",
-        "companies_scanned",
+        "companies",
         "warnings",
         "breaches",
-        "new_warnings",
-        "new_breaches",
-        "new_tasks",
-        "duration_ms",
-        "trigger",
+        "new_found",
+        "duration",
     ]
     list_filter = ["status", "dry_run", "trigger"]
     actions = ["run_dry_run_now"]
     fieldsets = [
-        (None, {"fields": ["status", "dry_run", "trigger", "started_at", "finished_at", "duration_ms", "error"]}),
+        (None, {"fields": ["status", "dry_run", "started_by", "started_at", "finished_at", "duration", "error"]}),
         (
             "Found",
             {"fields": ["companies_scanned", "warnings", "breaches", "new_warnings", "new_breaches", "new_tasks"]},
         ),
         ("Report", {"fields": ["worst_offenders", "new_crossings"]}),
     ]
-    readonly_fields = ["worst_offenders", "new_crossings"]
+    readonly_fields = ["started_by", "duration", "worst_offenders", "new_crossings"]
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, run):
+        return short_time(run.started_at)
+
+    @admin.display(description="started by", ordering="trigger")
+    def started_by(self, run):
+        return TRIGGERS.get(run.trigger, run.trigger)
+
+    @admin.display(description="run", ordering="trigger")
+    def what(self, run):
+        return f"{self.kind(run)}, {self.started_by(run)}"
+
+    @admin.display(description="companies", ordering="companies_scanned")
+    def companies(self, run):
+        return run.companies_scanned
+
+    @admin.display(description="new")
+    def new_found(self, run):
+        return format_html(
+            '<span style="white-space:nowrap">{} warnings · {} breaches · {} tasks</span>',
+            run.new_warnings,
+            run.new_breaches,
+            run.new_tasks,
+        )
+
+    @admin.display(description="duration", ordering="duration_ms")
+    def duration(self, run):
+        return "–" if run.duration_ms is None else duration_text(run.duration_ms / 1000)
 
     @admin.display(description="kind", boolean=False)
     def kind(self, run):
@@ -88,11 +127,13 @@ class MonitorRunAdmin(ReadOnlyAdmin):
     def _table(self, rows, columns):
         if not rows:
             return "—"
-        head = "".join(f"<th>{c}</th>" for c in columns)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{format_html('{}', r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows
+        head = format_html_join("", "<th>{}</th>", ((c,) for c in columns))
+        body = format_html_join(
+            "",
+            "<tr>{}</tr>",
+            ((format_html_join("", "<td>{}</td>", ((_cell(c, r.get(c)),) for c in columns)),) for r in rows),
         )
-        return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", _safe(head), _safe(body))
+        return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, body)
 
     @admin.display(description="worst offenders")
     def worst_offenders(self, run):
@@ -136,12 +177,6 @@ class MonitorRunAdmin(ReadOnlyAdmin):
     @admin.action(description="Run a dry run now (creates and sends nothing)")
     def run_dry_run_now(self, request, queryset):
         self._dry_run(request)
-
-
-def _safe(html: str):
-    from django.utils.safestring import mark_safe
-
-    return mark_safe(html)  # noqa: S308 - every cell was escaped by format_html above
 
 
 class UsageLevelFilter(admin.SimpleListFilter):

@@ -13,8 +13,8 @@ import time_machine
 from django.contrib.auth.models import Permission
 from django.utils import timezone
 
-from audit.models import AuditLog
 from accounts.models import Company
+from audit.models import AuditLog
 from billing.plans.catalogue import install_default_catalogue
 from billing.plans.models import Feature, Tier, TierLimit
 from billing.stripe.models import BillingEvent
