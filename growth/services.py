@@ -7,16 +7,19 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Company
 from audit.services import Actor, audit_record
 from billing.plans.models import Tier
 from core.errors import ApplicationError, Conflict
-from growth.models import Experiment, ExperimentStatus, Exposure, Variant
+from core.links import absolute_url
+from growth.models import Experiment, ExperimentStatus, Exposure, ExposureSource, Placement, Variant
 from growth.selectors import candidates_cache_key, company_variant, experiment_variants, placement_prompt
 
 
@@ -205,3 +208,16 @@ def prompt_show(
     if prompt.experiment is not None:
         exposure_record(company=company, experiment=prompt.experiment, source=source, now=now)
     return prompt.content
+
+
+def warning_email_prompt(company: Company, percent: float) -> str | None:
+    """The warning e-mail's prompt (a paragraph), its exposure recorded as the e-mail is
+    queued, in the monitor's transaction: no e-mail, no exposure."""
+    summary = {"features": [{"percent": percent}]}
+    content = prompt_show(
+        company=company, placement=Placement.WARNING_EMAIL, summary=summary, source=ExposureSource.EMAIL
+    )
+    if content is None:
+        return None
+    plans = absolute_url(reverse("customers:plans") + "?" + urlencode({"company": company.slug}))
+    return f"{content['headline']} {content['call_to_action']}: {plans}"

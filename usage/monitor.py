@@ -26,6 +26,7 @@ from audit.services import Actor, audit_record
 from billing.plans.models import Feature
 from core.links import absolute_url, admin_url
 from ops.services import notify, ops_task_open
+from usage.extensions import warning_email_extras
 from usage.models import (
     CrossingLevel,
     MonitorRun,
@@ -167,6 +168,7 @@ def _act_on_crossing(
                     else "Usage beyond the limit will be billed per unit. "
                 )
                 + f"See your usage and compare plans: {account_usage_url(company)}"
+                + "".join(f"\n\n{p}" for p in warning_email_extras(company=company, percent=candidate.percent))
             ),
             severity="warning" if not exceeded else "critical",
             company=company,
