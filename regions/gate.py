@@ -21,6 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from audit.services import Actor, audit_record
+from core.durations import duration_text
 from core.links import admin_changelist_url, admin_url
 from ops.services import notify, ops_task_open
 from regions import routing
@@ -173,8 +174,22 @@ def writes_refused(*, now: datetime | None = None) -> WriteRefusal | None:
         )
     if not region_is_down(active):
         return None
-    state = "disabled" if not active.enabled else f"failing its probes ({active.consecutive_failures} in a row)"
     blocker = failover_blocker(policy=policy, active=active, regions=regions, now=now)
+    if not active.enabled:
+        state = "disabled"
+    elif active.consecutive_failures:
+        state = f"failing its probes ({active.consecutive_failures} in a row)"
+    else:
+        # Unhealthy, but its latest probes pass: it counts as healthy again after a few more.
+        left = max(1, policy.recovery_threshold - active.consecutive_successes)
+        wait = duration_text(left * policy.probe_interval_seconds)
+        return WriteRefusal(
+            f"{active.name} is unhealthy and recovering ({active.consecutive_successes} of "
+            f"{policy.recovery_threshold} good probes in a row)",
+            f"wait about {wait}: writes are accepted once {active.name} passes {left} more probe(s); "
+            "to move traffic now, fail over by hand.",
+            "recovering",
+        )
     if blocker is None:
         return WriteRefusal(
             f"{active.name} is {state}",

@@ -200,3 +200,15 @@ def test_the_confirmation_never_redirects_off_site(ops_client, two_regions):
         {"reason": "x", "confirm": "1", "next": "https://evil.example/"},
     )
     assert response.status_code == 302 and response["Location"] == "/admin/"
+
+
+def test_a_recovering_active_region_is_not_called_failing(ops_client, two_regions, clock):
+    primary, _ = two_regions
+    Region.objects.filter(pk=primary.pk).update(
+        status=RegionStatus.UNHEALTHY, consecutive_failures=0, consecutive_successes=1
+    )
+    FailoverPolicy.objects.filter(pk=1).update(last_failover_at=NOW - dt.timedelta(seconds=20))
+    part = text(dashboard(ops_client))
+    assert "Writes are refused (503): EU primary is unhealthy and recovering (1 of 3 good probes in a row)." in part
+    assert "What to do: wait about 1 min: writes are accepted once EU primary passes 2 more probe(s)" in part
+    assert "0 in a row" not in part
