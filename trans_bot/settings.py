@@ -147,6 +147,9 @@ if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The folders below are the whole address; naming a host keeps kombu from warning
+    # "No hostname was supplied" on every connection.
+    CELERY_BROKER_URL = "filesystem://localhost/"
     _queue_dir = VAR_DIR / "broker"
     for _folder in ("queue", "control"):
         (_queue_dir / _folder).mkdir(parents=True, exist_ok=True)
@@ -163,6 +166,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# What a task prints (the console e-mail backend of the demo) is logged as INFO, not WARNING.
+CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"
 
 # Workers outlive broker restarts: the consumer that survives losing the broker with a task
 # in flight (see its docstring), reconnecting at start-up and for as long as it takes.
@@ -364,5 +369,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"health_check": {"level": "ERROR"}},
+    "loggers": {
+        "health_check": {"level": "ERROR"},
+        # Django's own console handler would print each of its records a second time, next to
+        # the root's; and a 4xx is the client's, already in the access log (runserver's
+        # django.server, gunicorn's): django.request logs the 5xx, with their tracebacks.
+        "django": {"handlers": [], "level": "INFO"},
+        "django.request": {"level": "ERROR"},
+    },
 }

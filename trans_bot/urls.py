@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponse
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -17,8 +18,16 @@ api_v1 = [
     path("", include("growth.urls")),
 ]
 
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico on every site: no icon, and no 404 in the log."""
+    response = HttpResponse(status=204)
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
 urlpatterns = [
     path("healthz", HealthzView.as_view(), name="healthz"),
+    path("favicon.ico", favicon),
     # Companies, members and API keys moved from billing to accounts: old bookmarks still land.
     re_path(
         r"^admin/billing/(?P<rest>(?:company|membership|companyapikey)/.*)$",
