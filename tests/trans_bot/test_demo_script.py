@@ -74,15 +74,15 @@ def test_make_demo_prints_its_real_ports_and_logs_each_thing_once(tmp_path):
         _wait_for(lambda: worker_log.exists() and "Subject:" in worker_log.read_text(), "the console e-mail")
         _wait_for(lambda: any('"GET /api/v1/usage/summary/' in line for line in lines), "the request log")
     finally:
-        os.killpg(demo.pid, signal.SIGTERM)
-        try:
-            demo.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # a worker still finishing its task: no need to wait
-            pass
-        try:  # whatever of the group outlived the script (a worker's pool processes)
-            os.killpg(demo.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        for sig in (signal.SIGTERM, signal.SIGKILL):  # then whatever of the group outlived the script
+            try:
+                os.killpg(demo.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                demo.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # a worker still finishing its task: no need to wait
+                pass
         demo.wait(timeout=10)
         reader.join(timeout=10)
 
