@@ -46,6 +46,14 @@ class Company(models.Model):
             "period starts on the month's last day instead."
         ),
     )
+    alert_levels = models.JSONField(
+        default=list, blank=True, help_text="The owners' own usage alert levels (percent), on top of the tier's."
+    )
+    spend_cap = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Most overage money per period in minor units; at the cap overage is refused. Empty: no cap.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     users = models.ManyToManyField(

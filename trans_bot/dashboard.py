@@ -26,7 +26,7 @@ from ops.models import ACTIVE_TASK_STATUSES, Notification, NotificationStatus, O
 from regions.gate import WriteRefusal, region_is_candidate, writes_refused
 from regions.models import FailoverPolicy, Region
 from regions.selectors import Availability, policy_get, region_uptime, service_availability
-from usage.models import CrossingLevel, MonitorRun, ThresholdCrossing
+from usage.models import BREACH_PERCENT, MonitorRun, ThresholdCrossing
 from usage.selectors import companies_at_usage_level
 
 SEVERITY_ORDER = ["critical", "high", "medium", "low"]
@@ -117,8 +117,8 @@ def dashboard_overview(*, user: Any, now: datetime | None = None) -> Overview:
     crossings = None
     if "crossings" in visible:
         crossings = ThresholdCrossing.objects.filter(created_at__gte=month).aggregate(
-            warning=Count("id", filter=Q(level=CrossingLevel.WARNING)),
-            exceeded=Count("id", filter=Q(level=CrossingLevel.EXCEEDED)),
+            warning=Count("id", filter=Q(level__lt=BREACH_PERCENT)),
+            exceeded=Count("id", filter=Q(level__gte=BREACH_PERCENT)),
         )
     billed = billing_failed = None
     if "billing" in visible:

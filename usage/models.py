@@ -1,5 +1,6 @@
 """Metered usage: the append-only events, the per-period counters they roll up into, the
-threshold crossings the nightly monitor has acted on, and the monitor's run reports.
+threshold crossings ingestion (or, as a safety net, the nightly monitor) has acted on, and
+the monitor's run reports.
 
 Reads never scan events: the usage meter and the monitor read counters only.
 """
@@ -89,6 +90,9 @@ class MonitorRun(models.Model):
     new_warnings = models.PositiveIntegerField(default=0)
     new_breaches = models.PositiveIntegerField(default=0)
     new_tasks = models.PositiveIntegerField(default=0)
+    missed_by_ingest = models.PositiveIntegerField(
+        default=0, help_text="New crossings this run found that ingestion had not recorded (should be 0)."
+    )
     report = models.JSONField(default=dict, blank=True, help_text="Worst offenders and new crossings.")
     error = models.TextField(blank=True)
 
@@ -100,26 +104,33 @@ class MonitorRun(models.Model):
         return f"Monitor {kind} #{self.pk} at {self.started_at:%Y-%m-%d %H:%M} ({self.status})"
 
 
-class CrossingLevel(models.TextChoices):
-    WARNING = "warning", "Warning"
-    EXCEEDED = "exceeded", "Exceeded"
+BREACH_PERCENT = 100
+
+
+class CrossingSource(models.TextChoices):
+    INGEST = "ingest", "Ingestion (the request that crossed it)"
+    MONITOR = "monitor", "Nightly monitor (missed by ingestion)"
 
 
 class ThresholdCrossing(models.Model):
-    """A company's feature reached a level in a period. The unique constraint is what makes
-    the monitor act once per company, feature, period and level, however often it runs."""
+    """A company's feature reached a level (a percent of its included quantity) in a
+    period. The unique constraint is what makes ingestion and the monitor act once per
+    company, feature, period and level, however many requests or runs get there together."""
 
     company = models.ForeignKey(
         "accounts.Company", on_delete=models.CASCADE, related_name="threshold_crossings"
     )
     feature = models.ForeignKey("billing.Feature", on_delete=models.PROTECT, related_name="+")
     period_start = models.DateTimeField()
-    level = models.CharField(max_length=20, choices=CrossingLevel.choices)
+    level = models.PositiveSmallIntegerField(
+        help_text="Percent of the included quantity reached; 100 and above are breaches."
+    )
     used = models.BigIntegerField()
     included = models.BigIntegerField()
     notified = models.BooleanField(
-        default=True, help_text="False when a higher level was crossed in the same run and alerted instead."
+        default=True, help_text="False when a higher level was crossed at the same moment and alerted instead."
     )
+    source = models.CharField(max_length=10, choices=CrossingSource.choices, default=CrossingSource.INGEST)
     run = models.ForeignKey(
         MonitorRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="crossings"
     )
@@ -134,4 +145,8 @@ class ThresholdCrossing(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.company} {self.feature} {self.level} ({self.period_start:%Y-%m-%d})"
+        return f"{self.company} {self.feature} {self.level} % ({self.period_start:%Y-%m-%d})"
+
+    @property
+    def is_breach(self) -> bool:
+        return self.level >= BREACH_PERCENT

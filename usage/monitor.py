@@ -28,7 +28,6 @@ from core.links import absolute_url, admin_url
 from ops.services import notify, ops_task_open
 from usage.extensions import warning_email_extras
 from usage.models import (
-    CrossingLevel,
     MonitorRun,
     MonitorRunStatus,
     ThresholdCrossing,
@@ -36,6 +35,14 @@ from usage.models import (
 from usage.selectors import usage_levels
 
 log = logging.getLogger(__name__)
+
+
+class CrossingLevel:
+    WARNING = "warning"
+    EXCEEDED = "exceeded"
+
+
+_PERCENT = {CrossingLevel.WARNING: 80, CrossingLevel.EXCEEDED: 100}
 
 MONITOR_ACTOR = Actor.system("usage-monitor")
 # A run still "running" after this long died (killed worker, lost machine).
@@ -89,8 +96,8 @@ def monitor_candidates(*, now: datetime) -> list[Candidate]:
     rows = (
         usage_levels(now=now, since=since)
         .annotate(
-            has_warning=Exists(crossed.filter(level=CrossingLevel.WARNING)),
-            has_exceeded=Exists(crossed.filter(level=CrossingLevel.EXCEEDED)),
+            has_warning=Exists(crossed.filter(level=_PERCENT[CrossingLevel.WARNING])),
+            has_exceeded=Exists(crossed.filter(level=_PERCENT[CrossingLevel.EXCEEDED])),
         )
         .order_by("company_id", "feature_id", "period_start")
         .values_list(
@@ -195,7 +202,7 @@ def _record_crossings(*, run: MonitorRun, batch: list[tuple[Candidate, list[str]
                         candidate.company_id,
                         candidate.feature_id,
                         connection.ops.adapt_datetimefield_value(candidate.period_start),
-                        level,
+                        _PERCENT[level],
                         candidate.used,
                         candidate.included,
                         level == top,

@@ -82,7 +82,7 @@ ins AS (
     SELECT %(company_id)s, feature_id, quantity, idempotency_key, fingerprint,
            occurred_at, %(now)s, period_start, %(api_key_id)s
     FROM rows ORDER BY idempotency_key
-    ON CONFLICT (company_id, idempotency_key) DO NOTHING
+    ON CONFLICT ON CONSTRAINT usageevent_unique_company_key DO NOTHING
     RETURNING idempotency_key
 ),
 roll AS (

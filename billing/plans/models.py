@@ -11,6 +11,10 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 
+def default_alert_levels() -> list[int]:
+    return [80, 100]
+
+
 class Tier(models.Model):
     """A plan a company subscribes to (Starter, Pro, Enterprise)."""
 
@@ -22,6 +26,10 @@ class Tier(models.Model):
     currency = models.CharField(max_length=3, default="USD", help_text="ISO 4217 code, e.g. USD.")
     order = models.PositiveSmallIntegerField(default=0, help_text="Position in plan comparisons.")
     is_public = models.BooleanField(default=True, help_text="Offered in the plan comparison.")
+    alert_levels = models.JSONField(
+        default=default_alert_levels,
+        help_text="Usage alert levels in percent of each included quantity, e.g. [50, 80, 100, 150].",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
