@@ -127,7 +127,12 @@ class FakeRegionServer(ThreadingHTTPServer):
             self.requests.append((method, path, body, time.time()))
 
     def start(self) -> FakeRegionServer:
-        self._thread = threading.Thread(target=self.serve_forever, name=f"fake-region-{self.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever,
+            kwargs={"poll_interval": 0.05},  # stop() returns in 50 ms, not the default 500
+            name=f"fake-region-{self.name}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 

@@ -33,7 +33,7 @@ class SilentServer:
     def __init__(self) -> None:
         self._server = _Server()
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def connections(self) -> int:
