@@ -1,7 +1,16 @@
 """The billing app's models, from its two halves: the plan catalogue (low: anything may
 read it) and our side of Stripe (high: nothing below billing.stripe imports it)."""
 
-from billing.plans.models import EntitlementOverride, Feature, LimitMode, Tier, TierLimit
+from billing.plans.models import (
+    CreditConsumption,
+    CreditGrant,
+    CreditKind,
+    EntitlementOverride,
+    Feature,
+    LimitMode,
+    Tier,
+    TierLimit,
+)
 from billing.stripe.models import (
     BillingEvent,
     BillingEventKind,
@@ -20,6 +29,9 @@ __all__ = [
     "BillingEventKind",
     "BillingEventStatus",
     "CompanyStripe",
+    "CreditConsumption",
+    "CreditGrant",
+    "CreditKind",
     "EntitlementOverride",
     "Feature",
     "FeatureMeter",

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
+
+from core.money import format_money
 
 
 def default_alert_levels() -> list[int]:
@@ -147,3 +150,115 @@ class EntitlementOverride(models.Model):
 
     def clean(self) -> None:
         limit_terms_check(self)
+
+
+class CreditKind(models.TextChoices):
+    MONEY = "money", "Money (minor units, the company's currency)"
+    UNITS = "units", "Units of one feature"
+
+
+class CreditGrant(models.Model):
+    """Credits ops gave a company, spent on overage before anything is billed: money in the
+    company's currency (minor units) or units of one feature, usable from ``starts_at``
+    until ``expires_at``. ``consumed`` only grows, by a conditional update the database
+    keeps within ``amount``. Once used, a grant only ever changes by expiring earlier."""
+
+    company = models.ForeignKey("accounts.Company", on_delete=models.CASCADE, related_name="credit_grants")
+    kind = models.CharField(max_length=10, choices=CreditKind.choices)
+    feature = models.ForeignKey(
+        Feature,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="credit_grants",
+        help_text="Unit credits: the feature they pay for. Empty for money.",
+    )
+    amount = models.PositiveBigIntegerField(help_text="Units of the feature, or money in minor units (cents).")
+    currency = models.CharField(
+        max_length=3, blank=True, help_text="Money credits: the company's currency when granted (ISO 4217)."
+    )
+    consumed = models.PositiveBigIntegerField(default=0, help_text="Spent on overage so far (same unit as amount).")
+    starts_at = models.DateTimeField(default=timezone.now, help_text="Pays for overage from this moment on.")
+    expires_at = models.DateTimeField(help_text="Pays for no overage from this moment on.")
+    reason = models.CharField(max_length=200, help_text="Why: the ticket, goodwill gesture or contract clause.")
+    granted_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["company", "expires_at", "id"]
+        indexes = [models.Index(fields=["company", "expires_at"], name="creditgrant_company_expiry")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="creditgrant_amount_positive"),
+            models.CheckConstraint(
+                condition=models.Q(consumed__lte=models.F("amount")), name="creditgrant_consumed_within_amount"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind=CreditKind.UNITS, feature__isnull=False)
+                | models.Q(kind=CreditKind.MONEY, feature__isnull=True, currency__regex=r"^[A-Z]{3}$"),
+                name="creditgrant_units_have_feature_money_currency",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(expires_at__gt=models.F("starts_at")), name="creditgrant_expires_after_start"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.company} · {self.what(self.amount)} (#{self.pk})"
+
+    @property
+    def left(self) -> int:
+        return self.amount - self.consumed
+
+    def what(self, quantity: int) -> str:
+        """``quantity`` of this grant in words: "12.50 USD" or "300 Quotes"."""
+        if self.kind == CreditKind.MONEY:
+            return format_money(quantity, self.currency)
+        return f"{quantity:,} {self.feature}"
+
+    def clean(self) -> None:
+        errors = {}
+        if self.kind == CreditKind.UNITS and self.feature_id is None:
+            errors["feature"] = "Unit credits name the feature they pay for."
+        if self.kind == CreditKind.MONEY and self.feature_id is not None:
+            errors["feature"] = "Money credits pay for any feature: leave the feature empty."
+        if not self.amount:
+            errors["amount"] = "A grant gives at least 1 (unit or minor unit)."
+        if self.expires_at and self.starts_at and self.expires_at <= self.starts_at:
+            errors["expires_at"] = "A grant expires after it starts."
+        if errors:
+            raise ValidationError(errors)
+
+
+class CreditConsumption(models.Model):
+    """Overage units of one company, feature and period paid from one grant, at one step of
+    that period's overage report (``sequence``, shared with the Stripe reports of the
+    period: a step pays from credits what it can and reports the rest). A step is taken
+    once: (company, feature, period, sequence, grant) is unique."""
+
+    grant = models.ForeignKey(CreditGrant, on_delete=models.RESTRICT, related_name="consumptions")
+    company = models.ForeignKey("accounts.Company", on_delete=models.CASCADE, related_name="credit_consumptions")
+    feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="credit_consumptions")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    sequence = models.PositiveIntegerField()
+    units = models.PositiveBigIntegerField(help_text="Overage units paid for.")
+    amount = models.PositiveBigIntegerField(help_text="Taken from the grant: units, or money in minor units.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["company", "period_start"], name="creditconsumption_period"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["company", "feature", "period_start", "sequence", "grant"],
+                name="creditconsumption_unique_step_grant",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(units__gt=0, amount__gt=0), name="creditconsumption_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.units:,} {self.feature} from credit #{self.grant_id} ({self.period_start:%Y-%m-%d})"

@@ -12,12 +12,19 @@ at most its cap.
 A tier with no limit row for a feature that is used does not *offer* that feature: the
 feature is priced at nothing (as the meter treats it, so nobody is billed for a feature
 before limits are set) but the tier is marked not offered and is never recommended.
+
+Credits (grants ops gave a company) pay for overage before it is billed: the feature's
+unit credits first, then money credits in the tier's currency, each earliest expiry
+first; money pays whole units only. ``credits_spend`` is that rule, used by Stripe
+overage reporting when it spends credits for real and by ``tier_cost`` when it shows
+overage after credits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from core.money import format_money
 
@@ -73,6 +80,11 @@ class FeatureCost:
     overage_unit_price: int
     overage_cost: int
     offered: bool
+    credited_units: int = 0  # of overage_units, paid by credits
+
+    @property
+    def overage_cost_after_credits(self) -> int:
+        return (self.overage_units - self.credited_units) * self.overage_unit_price
 
 
 @dataclass(frozen=True)
@@ -87,19 +99,101 @@ class TierCost:
     overage: int
     total: int
     not_offered: tuple[str, ...]  # used features the tier has no limit for
+    credited: int = 0  # of overage, paid by credits (money, minor units)
+    credits_left: tuple[CreditBalance, ...] = ()  # the balances once that is paid
 
     @property
     def offered(self) -> bool:
         return not self.not_offered
+
+    @property
+    def overage_after_credits(self) -> int:
+        return self.overage - self.credited
+
+    @property
+    def total_after_credits(self) -> int:
+        return self.total - self.credited
+
+
+@dataclass(frozen=True)
+class CreditBalance:
+    """What is left of one credit grant: units of ``feature``, or money (``feature`` None)
+    in ``currency``, minor units."""
+
+    grant_id: int
+    feature: str | None
+    left: int
+    expires_at: datetime
+    currency: str = ""
+
+
+@dataclass(frozen=True)
+class CreditDraw:
+    """Overage units paid from one grant, and what that takes from it (units, or money)."""
+
+    grant_id: int
+    units: int
+    amount: int
+
+
+def credits_spend(
+    *, feature: str, units: int, unit_price: int, currency: str, balances: Iterable[CreditBalance]
+) -> tuple[list[CreditDraw], list[CreditBalance]]:
+    """Pay ``units`` overage units of ``feature`` at ``unit_price`` each from ``balances``:
+    the feature's unit credits first, then money credits in ``currency``, each earliest
+    expiry first (then oldest grant). Money pays whole units only: less than a unit's price
+    stays in the grant. Free overage (price 0) takes nothing. Returns the draws and every
+    balance afterwards (in the order given, used-up ones included)."""
+    balances = list(balances)
+    if units <= 0 or unit_price <= 0:
+        return [], balances
+    order = sorted(
+        (
+            i
+            for i, b in enumerate(balances)
+            if b.left > 0 and (b.feature == feature or (b.feature is None and b.currency == currency))
+        ),
+        key=lambda i: (balances[i].feature is None, balances[i].expires_at, balances[i].grant_id),
+    )
+    draws: list[CreditDraw] = []
+    for i in order:
+        if units <= 0:
+            break
+        balance = balances[i]
+        if balance.feature is None:
+            paid = min(units, balance.left // unit_price)
+            taken = paid * unit_price
+        else:
+            paid = taken = min(units, balance.left)
+        if paid <= 0:
+            continue
+        draws.append(CreditDraw(balance.grant_id, paid, taken))
+        balances[i] = replace(balance, left=balance.left - taken)
+        units -= paid
+    return draws, balances
 
 
 def overage_units(volume: int, included: int | None) -> int:
     return 0 if included is None else max(0, volume - included)
 
 
-def tier_cost(*, tier: TierTerms, volumes: Mapping[str, int]) -> TierCost:
+def tier_cost(
+    *,
+    tier: TierTerms,
+    volumes: Mapping[str, int],
+    credits: Iterable[CreditBalance] = (),
+    credited: Mapping[str, int] | None = None,
+) -> TierCost:
     """Base + overage per feature for ``volumes`` (feature code → units in the period).
-    Features the tier has limits for but that are absent from ``volumes`` count as 0."""
+    Features the tier has limits for but that are absent from ``volumes`` count as 0.
+
+    With a company's credits: ``credited`` (feature code → overage units of the period
+    already paid by credits) and ``credits`` (the balances left) pay for overage feature by
+    feature, in catalogue order, by ``credits_spend``; the cost says how much
+    (``credited``, ``overage_after_credits``) and what would be left (``credits_left``)."""
+    balances = list(credits)
+    credited = credited or {}
+    paid_money = 0
     features: list[FeatureCost] = []
     not_offered: list[str] = []
     for code in dict.fromkeys([*tier.limits, *volumes]):
@@ -113,6 +207,16 @@ def tier_cost(*, tier: TierTerms, volumes: Mapping[str, int]) -> TierCost:
             features.append(FeatureCost(code, volume, None, 0, 0, 0, offered=volume == 0))
             continue
         units = terms.billable_overage(volume)
+        paid = min(units, credited.get(code, 0)) if terms.overage_unit_price else 0
+        draws, balances = credits_spend(
+            feature=code,
+            units=units - paid,
+            unit_price=terms.overage_unit_price,
+            currency=tier.currency,
+            balances=balances,
+        )
+        paid += sum(d.units for d in draws)
+        paid_money += paid * terms.overage_unit_price
         features.append(
             FeatureCost(
                 code,
@@ -122,6 +226,7 @@ def tier_cost(*, tier: TierTerms, volumes: Mapping[str, int]) -> TierCost:
                 terms.overage_unit_price,
                 units * terms.overage_unit_price,
                 offered=True,
+                credited_units=paid,
             )
         )
     overage = sum(f.overage_cost for f in features)
@@ -134,6 +239,8 @@ def tier_cost(*, tier: TierTerms, volumes: Mapping[str, int]) -> TierCost:
         overage=overage,
         total=tier.monthly_price + overage,
         not_offered=tuple(not_offered),
+        credited=paid_money,
+        credits_left=tuple(balances),
     )
 
 

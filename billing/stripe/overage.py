@@ -8,6 +8,10 @@ and Stripe's "already exists" answer counts as delivered. A double charge would 
 rows with the same sequence, which the unique constraint forbids. Rows are claimed with a
 conditional UPDATE (pending -> sending) and the row count: only one worker sends a given
 report at a time.
+
+Credits come first: each step pays what the company's credit grants can of its new units
+(``billing.plans.credits``) and reports only the rest, in the same transaction, so a
+re-run finds those units settled and spends nothing twice.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from django.utils import timezone
 
 from accounts.models import Company
 from audit.services import Actor, audit_record
-from billing.plans.models import EntitlementOverride, TierLimit
+from billing.plans.credits import CreditsChanged, credit_step_done, credits_pay
+from billing.plans.models import EntitlementOverride, Feature, TierLimit
 from billing.plans.selectors import Entitlement, entitlements_effective
 from billing.stripe.customers import stripe_customer_ensure
 from billing.stripe.gateway import StripeClient, StripeGatewayError, stripe_client
@@ -55,6 +60,7 @@ class OverageRunResult:
     retrying: int = 0
     failed: int = 0
     skipped: int = 0
+    credited_units: int = 0  # overage units paid from credits instead of reported
     disabled: bool = False
     new_events: list[int] = field(default_factory=list)
 
@@ -126,60 +132,112 @@ def overage_candidates(*, now: datetime) -> list[Mapping[str, Any]]:
 
 
 def overage_plan(*, row: Mapping[str, Any], now: datetime) -> BillingEvent | None:
-    """Create the pending report of the new overage units of one company, feature and
-    period (current overage minus what earlier reports carried), or None if nothing is
-    new. Two workers computing the same next sequence collide on the unique constraint;
-    the loser reads again and finds nothing new."""
+    """Take the next step of one company, feature and period: its new overage units
+    (current overage minus what earlier steps reported or paid from credits) are paid from
+    the company's credits first, and the rest becomes a pending report. Returns that
+    report, or None when nothing is new or credits paid it all."""
+    return overage_step(row=row, now=now).event
+
+
+@dataclass(frozen=True)
+class OverageStep:
+    event: BillingEvent | None = None
+    credited_units: int = 0
+
+
+def overage_step(*, row: Mapping[str, Any], now: datetime) -> OverageStep:
+    """One step, in one transaction holding the company's row lock (FOR NO KEY UPDATE: it
+    serialises steps of the same company, which share its credits, and blocks nobody
+    else). A step's sequence is unique per company, feature and period among reports and
+    among credit consumptions alike, so a step taken twice (a lock-free database, a second
+    worker) fails whole and the loser reads again and finds nothing new."""
     overage = row.get("billable_units", row["used"] - row["included"])
+    # Credits usable when the units were used: now, or the last moment of a closed period.
+    at = min(now, row["period_end"] - timedelta(microseconds=1))
     for _ in range(10):
-        done = BillingEvent.objects.filter(
-            kind=BillingEventKind.OVERAGE,
-            company_id=row["company_id"],
-            feature_id=row["feature_id"],
-            period_start=row["period_start"],
-        ).aggregate(units=Coalesce(Sum("units"), 0), seq=Coalesce(Max("sequence"), 0))
-        new_units = overage - done["units"]
-        if new_units <= 0:
-            return None
-        sequence = done["seq"] + 1
-        event = BillingEvent(
-            kind=BillingEventKind.OVERAGE,
-            status=BillingEventStatus.PENDING,
-            company_id=row["company_id"],
-            feature_id=row["feature_id"],
-            period_start=row["period_start"],
-            period_end=row["period_end"],
-            sequence=sequence,
-            units=new_units,
-            amount=new_units * (row["unit_price"] or 0),
-            currency=row["currency"],
-            identifier=overage_identifier(
-                company_id=row["company_id"],
-                feature_code=row["feature_code"],
-                period_start=row["period_start"],
-                sequence=sequence,
-            ),
-            # Dated inside the period it belongs to, so Stripe bills it on that invoice.
-            meter_timestamp=min(now, row["period_end"] - timedelta(seconds=1)),
-            details={"used": row["used"], "included": row["included"], "reported_before": done["units"]},
-            next_attempt_at=now,
-            created_at=now,
-        )
         try:
             with transaction.atomic():
+                company = (
+                    Company.objects.select_for_update(no_key=True, of=("self",))
+                    .select_related("tier")
+                    .get(pk=row["company_id"])
+                )
+                done = BillingEvent.objects.filter(
+                    kind=BillingEventKind.OVERAGE,
+                    company_id=row["company_id"],
+                    feature_id=row["feature_id"],
+                    period_start=row["period_start"],
+                ).aggregate(units=Coalesce(Sum("units"), 0), seq=Coalesce(Max("sequence"), 0))
+                credited = credit_step_done(
+                    company_id=row["company_id"], feature_id=row["feature_id"], period_start=row["period_start"]
+                )
+                new_units = overage - done["units"] - credited.units
+                if new_units <= 0:
+                    return OverageStep()
+                sequence = max(done["seq"], credited.last_sequence) + 1
+                draws = credits_pay(
+                    company=company,
+                    feature=Feature.objects.get(pk=row["feature_id"]),
+                    period_start=row["period_start"],
+                    period_end=row["period_end"],
+                    sequence=sequence,
+                    units=new_units,
+                    unit_price=row["unit_price"] or 0,
+                    currency=row["currency"],
+                    at=at,
+                    actor=REPORTER,
+                )
+                paid = sum(d.units for d in draws)
+                billed = new_units - paid
+                if billed <= 0:
+                    return OverageStep(credited_units=paid)
+                event = BillingEvent(
+                    kind=BillingEventKind.OVERAGE,
+                    status=BillingEventStatus.PENDING,
+                    company_id=row["company_id"],
+                    feature_id=row["feature_id"],
+                    period_start=row["period_start"],
+                    period_end=row["period_end"],
+                    sequence=sequence,
+                    units=billed,
+                    amount=billed * (row["unit_price"] or 0),
+                    currency=row["currency"],
+                    identifier=overage_identifier(
+                        company_id=row["company_id"],
+                        feature_code=row["feature_code"],
+                        period_start=row["period_start"],
+                        sequence=sequence,
+                    ),
+                    # Dated inside the period it belongs to, so Stripe bills it on that invoice.
+                    meter_timestamp=min(now, row["period_end"] - timedelta(seconds=1)),
+                    details={
+                        "used": row["used"],
+                        "included": row["included"],
+                        "reported_before": done["units"],
+                        "credited_before": credited.units,
+                        "credited": paid,
+                    },
+                    next_attempt_at=now,
+                    created_at=now,
+                )
                 event.save(force_insert=True)
                 audit_record(
                     action="billing.overage.plan",
                     actor=REPORTER,
                     target=event,
-                    company=Company.objects.get(pk=row["company_id"]),
-                    details={"identifier": event.identifier, "units": new_units, "amount": event.amount},
+                    company=company,
+                    details={
+                        "identifier": event.identifier,
+                        "units": billed,
+                        "amount": event.amount,
+                        "credited_units": paid,
+                    },
                 )
                 transaction.on_commit(partial(_enqueue_send, event.pk))
-        except IntegrityError:
-            continue  # another worker planned this sequence first: look again
-        return event
-    return None
+        except (IntegrityError, CreditsChanged):
+            continue  # another worker took this step first, or a balance moved: look again
+        return OverageStep(event=event, credited_units=paid)
+    return OverageStep()
 
 
 # Stripe dedups meter event identifiers for at least 24 h: past that, a resend of a report
@@ -418,10 +476,11 @@ def overage_report_run(*, trigger: str = "manual", client: StripeClient | None =
         return result
     now = timezone.now()
     for row in overage_candidates(now=now):
-        event = overage_plan(row=row, now=now)
-        if event is not None:
+        step = overage_step(row=row, now=now)
+        result.credited_units += step.credited_units
+        if step.event is not None:
             result.planned += 1
-            result.new_events.append(event.pk)
+            result.new_events.append(step.event.pk)
     client = client or stripe_client()
     for pk in overage_due_ids(now=now):
         outcome = billing_event_send(billing_event_id=pk, client=client)
