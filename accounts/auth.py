@@ -1,6 +1,9 @@
 """How the product backend authenticates: ``Authorization: Api-Key <prefix>.<secret>``.
 
-The key resolves the company; everything the request does is scoped to it.
+The key resolves the company; everything the request does is scoped to it. Keys (with
+their company and tier) are kept in this process's memory (``core.hotcache``): a request
+with a known key costs no query, and revoking a key, changing a company or its tier is
+seen by every process within a second.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 from rest_framework_api_key.permissions import KeyParser
 
-from accounts.models import CompanyAPIKey
+from accounts.models import Company, CompanyAPIKey
+from billing.plans.models import Tier
+from core import hotcache
 from core.middleware import client_ip
 from core.outages import CACHE_ERRORS, Degraded
 
@@ -36,9 +41,45 @@ _lockout_degraded = Degraded(
 # "is this key still in use?".
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
+hotcache.watch(CompanyAPIKey, Company, Tier)
+# Shared by every request of this process until invalidated: read them, never change them.
+_keys: hotcache.HotCache[CompanyAPIKey] = hotcache.HotCache("api keys")
 
-def _failure_key(address: str | None, window: int) -> str:
+
+def api_key_failure_key(address: str | None, window: int) -> str:
+    """The cache key counting failed API-key attempts from ``address`` in ``window``."""
     return f"apikey-fail:{address or 'unknown'}:{window}"
+
+
+def _load_key(prefix: str) -> CompanyAPIKey | None:
+    return (
+        CompanyAPIKey.objects.select_related("company", "company__tier")
+        .filter(prefix=prefix, revoked=False)
+        .first()
+    )
+
+
+def api_key_known(raw: str) -> bool:
+    """Whether this process holds the key ``raw`` names (then checking it costs no query)."""
+    return _keys.peek(raw.partition(".")[0]) is not None
+
+
+def api_key_check(raw: str) -> CompanyAPIKey | None:
+    """The valid, unrevoked, unexpired key ``raw`` (``<prefix>.<secret>``) is, with its
+    company and tier; None when there is none. No failure is counted here."""
+    prefix = raw.partition(".")[0]
+    key = _keys.get(prefix, lambda: _load_key(prefix))
+    if key is None or key.has_expired or not key.is_valid(raw):
+        return None
+    return key
+
+
+def api_key_touch(key: CompanyAPIKey) -> None:
+    """Record that ``key`` is in use: at most one write per key per minute per process."""
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        CompanyAPIKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
 
 
 def api_key_lockout(address: str | None) -> int:
@@ -50,7 +91,7 @@ def api_key_lockout(address: str | None) -> int:
     now = time.time()
     window = int(now // length)
     try:
-        failures = cache.get(_failure_key(address, window), 0)
+        failures = cache.get(api_key_failure_key(address, window), 0)
     except CACHE_ERRORS as exc:  # Redis down: keys still work (PostgreSQL checks them); no lockout
         _lockout_degraded.failed(exc, now)
         return 0
@@ -63,7 +104,7 @@ def api_key_lockout(address: str | None) -> int:
 def api_key_failure_count(address: str | None) -> int:
     """Count one failed API-key attempt against ``address`` in this window."""
     length = settings.API_KEY_FAILURE_WINDOW_SECONDS
-    key = _failure_key(address, int(time.time() // length))
+    key = api_key_failure_key(address, int(time.time() // length))
     try:
         cache.add(key, 0, timeout=length + 1)
         try:
@@ -74,6 +115,10 @@ def api_key_failure_count(address: str | None) -> int:
     except CACHE_ERRORS as exc:
         _lockout_degraded.failed(exc, time.time())
         return 0
+
+
+INVALID_KEY = "Invalid, revoked or expired API key."
+LOCKED_OUT = "Too many failed API-key attempts from this address."
 
 
 class CompanyAPIKeyAuthentication(authentication.BaseAuthentication):
@@ -93,20 +138,12 @@ class CompanyAPIKeyAuthentication(authentication.BaseAuthentication):
         address = client_ip(request._request)
         wait = api_key_lockout(address)
         if wait:
-            raise exceptions.Throttled(wait=wait, detail="Too many failed API-key attempts from this address.")
-        prefix, _, _ = raw.partition(".")
-        key = (
-            CompanyAPIKey.objects.select_related("company", "company__tier")
-            .filter(prefix=prefix, revoked=False)
-            .first()
-        )
-        if key is None or key.has_expired or not key.is_valid(raw):
+            raise exceptions.Throttled(wait=wait, detail=LOCKED_OUT)
+        key = api_key_check(raw)
+        if key is None:
             api_key_failure_count(address)
-            raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")
-        now = timezone.now()
-        if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-            CompanyAPIKey.objects.filter(pk=key.pk).update(last_used_at=now)
-            key.last_used_at = now
+            raise exceptions.AuthenticationFailed(INVALID_KEY)
+        api_key_touch(key)
         return AnonymousUser(), key
 
     def authenticate_header(self, request: Request) -> str:

@@ -10,6 +10,7 @@ from django.db import transaction
 from accounts.models import Company, CompanyAPIKey
 from audit.services import Actor, Target, audit_record
 from billing.plans.models import Tier
+from core import hotcache
 
 
 def key_target(key: CompanyAPIKey) -> Target:
@@ -40,6 +41,7 @@ def company_api_key_revoke(*, key: CompanyAPIKey, actor: Actor) -> bool:
     with transaction.atomic():
         changed = CompanyAPIKey.objects.filter(pk=key.pk, revoked=False).update(revoked=True)
         if changed:
+            hotcache.invalidate()  # every process stops taking the key within a second
             audit_record(
                 action="billing.api_key.revoke",
                 actor=actor,
@@ -61,6 +63,7 @@ def company_set_tier(*, company: Company, tier: Tier, actor: Actor, reason: str 
         if before == tier.code:
             return False
         Company.objects.filter(pk=company.pk).update(tier=tier)
+        hotcache.invalidate()  # ingestion applies the new tier's limits within a second
         company.tier = tier
         audit_record(
             action="billing.company.tier_change",

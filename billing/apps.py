@@ -8,3 +8,6 @@ class BillingConfig(AppConfig):
         # System checks register on import; both halves register theirs here, and only here.
         from billing.plans import checks as plans_checks  # noqa: F401
         from billing.stripe import checks as stripe_checks  # noqa: F401
+
+        # The ingest path caches the catalogue in-process; every process must invalidate on writes.
+        from billing.plans import cache  # noqa: F401

@@ -33,26 +33,41 @@ class Entitlement:
         return self.source != "none"
 
 
-def entitlements_effective(*, company_id: int, tier_id: int, at: datetime) -> dict[str, Entitlement]:
-    """Feature code → the effective entitlement of a company on ``tier_id`` at ``at``, for
-    every feature (two queries). The one rule: an override whose [starts_at, ends_at)
-    holds ``at`` replaces the tier's terms (the latest start wins); otherwise the tier's
-    limit row; a feature with neither is unlimited and not offered."""
-    limits = {
-        limit.feature_id: limit
-        for limit in TierLimit.objects.filter(tier_id=tier_id)
-    }
-    overrides: dict[int, EntitlementOverride] = {}
-    in_force = (
-        EntitlementOverride.objects.filter(company_id=company_id, starts_at__lte=at)
-        .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=at))
-        .order_by("feature_id", "-starts_at", "-id")
+@dataclass(frozen=True)
+class EntitlementSources:
+    """What a company's entitlements are made of: every feature in catalogue order, its
+    tier's limit rows, and its contract overrides (by feature, latest start first)."""
+
+    features: list[tuple[int, str]]
+    limits: dict[int, TierLimit]
+    overrides: list[EntitlementOverride]
+
+
+def entitlement_sources(*, company_id: int, tier_id: int, at: datetime | None = None) -> EntitlementSources:
+    """The rows ``entitlements_resolve`` reads (three queries): with ``at``, only the
+    overrides in force then; without, all of the company's (for a cache that resolves
+    many moments)."""
+    overrides = EntitlementOverride.objects.filter(company_id=company_id)
+    if at is not None:
+        overrides = overrides.filter(starts_at__lte=at).filter(Q(ends_at__isnull=True) | Q(ends_at__gt=at))
+    return EntitlementSources(
+        features=list(Feature.objects.order_by("order", "code").values_list("id", "code")),
+        limits={limit.feature_id: limit for limit in TierLimit.objects.filter(tier_id=tier_id)},
+        overrides=list(overrides.order_by("feature_id", "-starts_at", "-id")),
     )
-    for override in in_force:
-        overrides.setdefault(override.feature_id, override)
+
+
+def entitlements_resolve(sources: EntitlementSources, *, at: datetime) -> dict[str, Entitlement]:
+    """The one rule: an override whose [starts_at, ends_at) holds ``at`` replaces the
+    tier's terms (the latest start wins); otherwise the tier's limit row; a feature with
+    neither is unlimited and not offered."""
+    in_force: dict[int, EntitlementOverride] = {}
+    for override in sources.overrides:
+        if override.starts_at <= at and (override.ends_at is None or override.ends_at > at):
+            in_force.setdefault(override.feature_id, override)
     out: dict[str, Entitlement] = {}
-    for feature_id, code in Feature.objects.order_by("order", "code").values_list("id", "code"):
-        source: EntitlementOverride | TierLimit | None = overrides.get(feature_id) or limits.get(feature_id)
+    for feature_id, code in sources.features:
+        source: EntitlementOverride | TierLimit | None = in_force.get(feature_id) or sources.limits.get(feature_id)
         if source is None:
             out[code] = Entitlement(feature_id, code, LimitTerms(None, 0), "none")
             continue
@@ -62,6 +77,12 @@ def entitlements_effective(*, company_id: int, tier_id: int, at: datetime) -> di
         else:
             out[code] = Entitlement(feature_id, code, terms, "tier")
     return out
+
+
+def entitlements_effective(*, company_id: int, tier_id: int, at: datetime) -> dict[str, Entitlement]:
+    """Feature code → the effective entitlement of a company on ``tier_id`` at ``at``, for
+    every feature (three queries; ``billing.plans.cache.entitlements_cached`` keeps them)."""
+    return entitlements_resolve(entitlement_sources(company_id=company_id, tier_id=tier_id, at=at), at=at)
 
 
 def entitlement_effective(*, company_id: int, tier_id: int, feature: str, at: datetime) -> Entitlement | None:
