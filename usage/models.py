@@ -12,8 +12,14 @@ from django.db import models
 
 class UsageEvent(models.Model):
     """One metered event as the product backend sent it. Append-only: never updated or
-    deleted by the application; (company, idempotency_key) makes a retry harmless, and the
-    fingerprint tells a retry (same content) from a reused key (different content)."""
+    deleted by the application; (company, idempotency_key, period_start) makes a retry
+    harmless, and the fingerprint tells a retry (same content) from a reused key (different
+    content).
+
+    On PostgreSQL the table is partitioned by month of ``period_start`` (usage.partitions):
+    the partition key must be in every unique constraint, so a key is unique per company
+    per billing period, and the database's primary key is (id, period_start) (ids still
+    come from one sequence)."""
 
     company = models.ForeignKey("accounts.Company", on_delete=models.CASCADE, related_name="usage_events")
     feature = models.ForeignKey("billing.Feature", on_delete=models.PROTECT, related_name="usage_events")
@@ -33,7 +39,7 @@ class UsageEvent(models.Model):
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["company", "idempotency_key"], name="usageevent_unique_company_key"
+                fields=["company", "idempotency_key", "period_start"], name="usageevent_unique_company_key"
             ),
         ]
         indexes = [models.Index(fields=["company", "occurred_at"], name="usageevent_company_time")]
