@@ -9,6 +9,7 @@ decided at delivery too, so ``notify`` takes no lock a caller's transaction woul
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -18,7 +19,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
-from audit.services import Actor, audit_record
+from audit.services import Actor, Target, audit_record
 from core.links import admin_changelist_url
 from core.queue import enqueue
 from ops.models import (
@@ -317,3 +318,148 @@ def ops_task_dismiss(*, task: OpsTask, note: str, actor: Actor) -> bool:
         updates={"status": TaskStatus.DISMISSED, "closed_at": timezone.now(), "resolution_note": note},
         note=note,
     )
+
+
+# --- Many at once (a job that finds thousands of things to say) ---------------------------
+
+# Up to this many new alerts are handed to workers one by one after commit; more go to
+# one sweep (ops.sweep_notifications), so queueing 10,000 costs one broker message.
+MANY_ENQUEUE_ONE_BY_ONE = 50
+
+
+@dataclass(frozen=True)
+class AlertSpec:
+    """What ``notify`` takes, for ``notify_many``."""
+
+    kind: str
+    title: str
+    text: str
+    dedup_key: str
+    severity: str = "info"
+    link: str = ""
+    company_id: int | None = None
+    slack: bool = True
+    email_to: list[str] | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What ``ops_task_open`` takes, for ``ops_tasks_open_many``; the target by its
+    model and primary key (no instance needed)."""
+
+    kind: str
+    title: str
+    dedup_key: str
+    details: str = ""
+    severity: str = "medium"
+    company: Any = None
+    target_model: type[models.Model] | None = None
+    target_id: str = ""
+    target_repr: str = ""
+
+
+def notify_many(alerts: list[AlertSpec]) -> int:
+    """``notify`` for a batch, in the caller's transaction: one insert for all; an alert
+    whose dedup key was used before is skipped (as ``notify`` skips it). Delivery and
+    storm folding are the outbox's as for one alert. Returns how many were new."""
+    if not alerts:
+        return 0
+    for alert in alerts:
+        if alert.severity not in Severity.values:
+            raise ValueError(f"severity must be one of {Severity.values}, not {alert.severity!r}")
+    keys = [a.dedup_key for a in alerts]
+    taken = set(Notification.objects.filter(dedup_key__in=keys).values_list("dedup_key", flat=True))
+    now = timezone.now()
+    give_up = now + timedelta(seconds=settings.NOTIFY_GIVE_UP_AFTER)
+    rows = []
+    for alert in alerts:
+        if alert.dedup_key in taken:
+            continue
+        taken.add(alert.dedup_key)
+        recipients = list(settings.OPS_EMAILS) if alert.email_to is None else list(alert.email_to)
+        rows.append(
+            Notification(
+                kind=alert.kind,
+                title=alert.title[:300],
+                text=alert.text,
+                severity=alert.severity,
+                link=alert.link,
+                company_id=alert.company_id,
+                dedup_key=alert.dedup_key,
+                fields={str(k): str(v) for k, v in alert.fields.items()},
+                slack_status=ChannelStatus.PENDING if alert.slack else ChannelStatus.NONE,
+                email_to=recipients,
+                email_status=ChannelStatus.PENDING if recipients else ChannelStatus.NONE,
+                created_at=now,
+                next_attempt_at=now,
+                give_up_at=give_up,
+            )
+        )
+    # A concurrent writer of the same key commits first or waits: its row wins, ours is dropped.
+    Notification.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
+    new_keys = [row.dedup_key for row in rows]
+    if len(rows) <= MANY_ENQUEUE_ONE_BY_ONE:
+        ids = list(Notification.objects.filter(dedup_key__in=new_keys, created_at=now).values_list("pk", flat=True))
+        for pk in ids:
+            transaction.on_commit(partial(delivery_enqueue, pk))
+        return len(ids)
+    transaction.on_commit(_sweep_enqueue)
+    return len(rows)
+
+
+def _sweep_enqueue() -> None:
+    try:
+        enqueue("ops.sweep_notifications")
+    except Exception:  # broker down: the beat sweep delivers them
+        logger.warning("could not enqueue an outbox sweep; the beat sweep will deliver", exc_info=True)
+
+
+def ops_tasks_open_many(tasks: list[TaskSpec], *, actor: Actor | None = None) -> int:
+    """``ops_task_open`` for a batch, in the caller's transaction: one insert for all,
+    each new task audited as one opened alone is; a task whose dedup key is taken is not
+    opened again. Returns how many were opened."""
+    if not tasks:
+        return 0
+    for spec in tasks:
+        if spec.severity not in TaskSeverity.values:
+            raise ValueError(f"severity must be one of {TaskSeverity.values}, not {spec.severity!r}")
+    keys = [t.dedup_key for t in tasks]
+    taken = set(OpsTask.objects.filter(dedup_key__in=keys).values_list("dedup_key", flat=True))
+    now = timezone.now()
+    content_types = ContentType.objects.get_for_models(*{t.target_model for t in tasks if t.target_model})
+    fresh: dict[str, TaskSpec] = {}
+    for spec in tasks:
+        if spec.dedup_key not in taken:
+            fresh.setdefault(spec.dedup_key, spec)
+    OpsTask.objects.bulk_create(
+        [
+            OpsTask(
+                kind=spec.kind,
+                title=spec.title[:300],
+                details=spec.details,
+                severity=spec.severity,
+                company=spec.company,
+                dedup_key=spec.dedup_key,
+                target_content_type=content_types.get(spec.target_model) if spec.target_model else None,
+                target_object_id=spec.target_id,
+                created_at=now,
+                updated_at=now,
+            )
+            for spec in fresh.values()
+        ],
+        batch_size=1000,
+        ignore_conflicts=True,
+    )
+    opened = OpsTask.objects.filter(dedup_key__in=list(fresh), created_at=now).values_list("pk", "dedup_key", "title")
+    for pk, key, title in opened:
+        spec = fresh[str(key)]
+        audit_record(
+            action="ops.task.open",
+            actor=actor or Actor.system(spec.kind.split(".")[0] or "ops"),
+            target=Target(type=OpsTask._meta.label_lower, id=str(pk), repr=title),
+            company=spec.company,
+            details={"kind": spec.kind, "severity": spec.severity, "status": TaskStatus.OPEN, "dedup_key": key},
+        )
+    return len(opened)
+

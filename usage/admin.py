@@ -41,10 +41,17 @@ class UsageCounterAdmin(ReadOnlyAdmin):
 
 @admin.register(ThresholdCrossing)
 class ThresholdCrossingAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "company", "feature", "level", "used", "included", "period_start", "notified", "run"]
-    list_filter = ["level", "feature", "notified"]
+    list_display = [
+        "created_at", "company", "feature", "level_percent", "used", "included", "period_start", "notified", "source",
+        "run",
+    ]
+    list_filter = ["source", "level", "feature", "notified"]
     search_fields = ["company__name", "=company__slug"]
     list_select_related = ["company", "feature", "run"]
+
+    @admin.display(description="level", ordering="level")
+    def level_percent(self, crossing):
+        return f"{crossing.level} %"
 
 
 RUN_COLOURS = {"succeeded": "#2e7d32", "failed": "#c62828", "running": "#1565c0", "abandoned": "#6d4c41"}
@@ -81,7 +88,12 @@ class MonitorRunAdmin(ReadOnlyAdmin):
         (None, {"fields": ["status", "dry_run", "started_by", "started_at", "finished_at", "duration", "error"]}),
         (
             "Found",
-            {"fields": ["companies_scanned", "warnings", "breaches", "new_warnings", "new_breaches", "new_tasks"]},
+            {
+                "fields": [
+                    "companies_scanned", "warnings", "breaches", "new_warnings", "new_breaches", "new_tasks",
+                    "missed_by_ingest",
+                ]
+            },
         ),
         ("Report", {"fields": ["worst_offenders", "new_crossings"]}),
     ]
@@ -106,10 +118,11 @@ class MonitorRunAdmin(ReadOnlyAdmin):
     @admin.display(description="new")
     def new_found(self, run):
         return format_html(
-            '<span style="white-space:nowrap">{} warnings · {} breaches · {} tasks</span>',
+            '<span style="white-space:nowrap">{} warnings · {} breaches · {} tasks · {} missed</span>',
             run.new_warnings,
             run.new_breaches,
             run.new_tasks,
+            run.missed_by_ingest,
         )
 
     @admin.display(description="duration", ordering="duration_ms")

@@ -1,33 +1,43 @@
-"""The nightly monitor: every company's usage against its limits, once a night at 02:00 UTC.
+"""The nightly monitor: the safety net behind ingestion's crossings, once a night at 02:00 UTC.
 
-Each crossing (company, feature, period, level) is recorded once (a unique constraint and
-INSERT ... ON CONFLICT), so a rerun, a second worker or a dry run never alerts twice; a run
-that dies is found by the next one and closed as abandoned.
+Ingestion records and announces each alert level the moment a request passes it
+(``usage.crossings``). The monitor reads every counter against the levels that apply to
+its company (the tier's and the owners' own) and records, announces and counts the
+crossings ingestion had not: a counter changed outside ingestion, a level added after it
+was passed, a bug. Its report says how many (should be 0). Each crossing (company,
+feature, period, level) is recorded once (a unique constraint and INSERT ... ON CONFLICT),
+so a rerun, a second worker or a dry run never alerts twice; a run that dies is found by
+the next one and closed as abandoned. Work goes in batches (one insert of crossings, one
+of tasks, one of alerts per batch), so a first night with thousands of crossings is quick.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
-from django.urls import reverse
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Company, CompanyStatus
-from accounts.selectors import company_owner_emails
-from audit.services import Actor, audit_record
-from billing.plans.models import Feature
-from core.links import absolute_url, admin_url
+from audit.services import Actor
+from billing.plans.models import Feature, Tier
+from core.links import admin_url
 from ops.services import notify, ops_task_open
-from usage.extensions import warning_email_extras
+from usage.crossings import (
+    Reached,
+    alert_levels,
+    crossings_record,
+    levels_reached,
+    reached_rows,
+)
 from usage.models import (
+    BREACH_PERCENT,
+    CrossingSource,
     MonitorRun,
     MonitorRunStatus,
     ThresholdCrossing,
@@ -36,26 +46,10 @@ from usage.selectors import usage_levels
 
 log = logging.getLogger(__name__)
 
-
-class CrossingLevel:
-    WARNING = "warning"
-    EXCEEDED = "exceeded"
-
-
-_PERCENT = {CrossingLevel.WARNING: 80, CrossingLevel.EXCEEDED: 100}
-
 MONITOR_ACTOR = Actor.system("usage-monitor")
 # A run still "running" after this long died (killed worker, lost machine).
 STALE_RUN_AFTER = timedelta(hours=1)
 WORST_OFFENDERS = 10
-
-_INSERT_CROSSING_SQL = """
-INSERT INTO usage_thresholdcrossing
-    (company_id, feature_id, period_start, level, used, included, notified, run_id, created_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (company_id, feature_id, period_start, level) DO NOTHING
-RETURNING id
-"""
 
 
 @dataclass
@@ -66,166 +60,103 @@ class Candidate:
     period_end: datetime
     used: int
     included: int
-    level: str
-    has_warning: bool
-    has_exceeded: bool
+    levels: tuple[int, ...]
+    recorded: set[int] = field(default_factory=set)
 
     @property
     def percent(self) -> float:
         return round(self.used * 100 / self.included, 1) if self.included else float("inf")
 
-    def new_levels(self) -> list[str]:
-        levels: list[str] = []
-        if not self.has_warning:
-            levels.append(CrossingLevel.WARNING)
-        if self.level == CrossingLevel.EXCEEDED and not self.has_exceeded:
-            levels.append(CrossingLevel.EXCEEDED)
-        return levels
+    @property
+    def reached(self) -> list[int]:
+        return levels_reached(used=self.used, included=self.included, levels=self.levels)
+
+    @property
+    def level(self) -> str:
+        """As the dashboard says it: over the limit, or at a warning level."""
+        return "exceeded" if self.used > self.included else "warning"
+
+    def new_levels(self) -> list[int]:
+        return [lv for lv in self.reached if lv not in self.recorded]
+
+    def new_rows(self) -> list[Reached]:
+        return reached_rows(
+            company_id=self.company_id,
+            feature_id=self.feature_id,
+            period_start=self.period_start,
+            used=self.used,
+            included=self.included,
+            levels=self.new_levels(),
+        )
+
+
+def _lowest_level() -> int | None:
+    """The lowest alert level any tier or company uses: the floor of the counters read."""
+    found: set[int] = set()
+    for levels in Tier.objects.values_list("alert_levels", flat=True):
+        found.update(alert_levels(tier_levels=levels, company_levels=None))
+    for levels in Company.objects.exclude(alert_levels=[]).values_list("alert_levels", flat=True):
+        found.update(alert_levels(tier_levels=None, company_levels=levels))
+    return min(found, default=None)
 
 
 def monitor_candidates(*, now: datetime) -> list[Candidate]:
-    """Every company/feature/period at warning level or over its limit by ``usage_levels``
-    (the rule the dashboard and the company filter read), in one aggregate query over
-    counters joined with limits: its cost follows the number of companies (counters),
-    never the number of events. Periods that closed within the last day plus the grace
-    window are included, so a crossing in a period's last hours is not missed."""
+    """Every company/feature/period that has reached at least one of its alert levels,
+    with the levels recorded already. One aggregate query over counters joined with
+    limits (``usage_levels``, the rule the dashboard reads, with the lowest level in use as
+    its floor) and one over this window's crossings: the cost follows the number of
+    counters, never the number of events. Periods that closed within the last day plus
+    the grace window are included, so a crossing in a period's last hours is not missed."""
+    floor = _lowest_level()
+    if floor is None:
+        return []
     since = now - timedelta(days=1, hours=settings.USAGE_GRACE_HOURS)
-    crossed = ThresholdCrossing.objects.filter(
-        company=OuterRef("company"), feature=OuterRef("feature"), period_start=OuterRef("period_start")
-    )
     rows = (
-        usage_levels(now=now, since=since)
-        .annotate(
-            has_warning=Exists(crossed.filter(level=_PERCENT[CrossingLevel.WARNING])),
-            has_exceeded=Exists(crossed.filter(level=_PERCENT[CrossingLevel.EXCEEDED])),
-        )
+        usage_levels(now=now, since=since, min_percent=floor)
         .order_by("company_id", "feature_id", "period_start")
         .values_list(
-            "company_id", "feature_id", "period_start", "period_end", "used", "included", "level",
-            "has_warning", "has_exceeded",
+            "company_id", "feature_id", "period_start", "period_end", "used", "included",
+            "company__tier__alert_levels", "company__alert_levels",
         )
     )
-    return [Candidate(*row) for row in rows]
+    candidates: list[Candidate] = []
+    for company_id, feature_id, start, end, used, included, tier_levels, own_levels in rows:
+        levels = alert_levels(tier_levels=tier_levels, company_levels=own_levels)
+        candidate = Candidate(company_id, feature_id, start, end, used, included, levels)
+        if candidate.reached:
+            candidates.append(candidate)
+    if candidates:
+        by_slot = {(c.company_id, c.feature_id, c.period_start): c for c in candidates}
+        recorded = ThresholdCrossing.objects.filter(
+            period_start__in={c.period_start for c in candidates}, company_id__in={c.company_id for c in candidates}
+        ).values_list("company_id", "feature_id", "period_start", "level")
+        for company_id, feature_id, start, level in recorded:
+            slot = by_slot.get((company_id, feature_id, start))
+            if slot is not None:
+                slot.recorded.add(level)
+    return candidates
 
 
-def account_usage_url(company: Company) -> str:
-    """The company's usage page in the account pages (the link in the owners' e-mails)."""
-    return absolute_url(reverse("customers:usage") + "?" + urlencode({"company": company.slug}))
-
-
-def _act_on_crossing(
-    *, candidate: Candidate, level: str, crossing: ThresholdCrossing, company: Company, feature: Feature
-) -> None:
-    """The ops task, the audit record and the owners' e-mail for one new crossing; called
-    in the transaction that inserted the crossing, so they commit together or not at all."""
-    period = f"{candidate.period_start:%Y-%m-%d}"
-    exceeded = level == CrossingLevel.EXCEEDED
-    limit_text = f"{candidate.used:,} of {candidate.included:,} {feature.unit}s ({candidate.percent:g} %)"
-    title = (
-        f"{company.name} exceeded its {feature.name.lower()} limit"
-        if exceeded
-        else f"{company.name} is at {candidate.percent:g} % of its {feature.name.lower()} limit"
-    )
-    dedup = f"usage.{level}:{company.pk}:{feature.code}:{period}"
-    details = (
-        f"{company.name} ({company.tier.name}) used {limit_text} in the period starting {period}. "
-        + (
-            "Overage is billed per unit; offer an upgrade if it keeps happening."
-            if exceeded
-            else "Consider reaching out about an upgrade before the limit is reached."
-        )
-    )
-    ops_task_open(
-        kind=f"usage.{'breach' if exceeded else 'warning'}",
-        title=title,
-        details=details,
-        severity="high" if exceeded else "medium",
-        company=company,
-        target=crossing,
-        dedup_key=dedup,
-    )
-    audit_record(
-        action=f"usage.threshold.{level}",
-        actor=MONITOR_ACTOR,
-        target=crossing,
-        company=company,
-        details={
-            "feature": feature.code,
-            "period_start": candidate.period_start,
-            "used": candidate.used,
-            "included": candidate.included,
-            "percent": candidate.percent,
-        },
-    )
-    owners = company_owner_emails(company)
-    if owners:
-        notify(
-            kind=f"usage.{'breach' if exceeded else 'warning'}",
-            title=(
-                f"You have exceeded your {feature.name.lower()} limit"
-                if exceeded
-                else f"You have used {candidate.percent:g} % of your {feature.name.lower()}"
-            ),
-            text=(
-                f"{company.name} has used {limit_text} this billing period "
-                f"(since {period}, plan {company.tier.name}). "
-                + (
-                    "Usage beyond the limit is billed per unit. "
-                    if exceeded
-                    else "Usage beyond the limit will be billed per unit. "
-                )
-                + f"See your usage and compare plans: {account_usage_url(company)}"
-                + "".join(f"\n\n{p}" for p in warning_email_extras(company=company, percent=candidate.percent))
-            ),
-            severity="warning" if not exceeded else "critical",
-            company=company,
-            dedup_key=f"{dedup}:owners",
-            slack=False,
-            email_to=owners,
-            fields={"Feature": feature.name, "Used": limit_text, "Plan": company.tier.name},
+def _record_crossings(*, run: MonitorRun, batch: list[Candidate], now: datetime) -> tuple[int, int]:
+    """Record one batch of missed crossings and announce the ones this run inserted (a
+    concurrent request or run that got there first has announced them), in one
+    transaction. Returns (crossings recorded, tasks opened)."""
+    companies = Company.objects.select_related("tier").in_bulk({c.company_id for c in batch})
+    features = Feature.objects.in_bulk({c.feature_id for c in batch})
+    rows = [row for c in batch for row in c.new_rows()]
+    with transaction.atomic():
+        return crossings_record(
+            rows=rows,
+            source=CrossingSource.MONITOR,
+            actor=MONITOR_ACTOR,
+            now=now,
+            run_id=run.pk,
+            companies=companies,
+            features=features,
         )
 
 
-def _record_crossings(*, run: MonitorRun, batch: list[tuple[Candidate, list[str]]], now: datetime) -> int:
-    """Insert one batch of crossings and act on the ones this run inserted (a concurrent
-    or earlier run that got there first has acted already). Returns the tasks opened."""
-    companies = Company.objects.select_related("tier").in_bulk({c.company_id for c, _ in batch})
-    features = Feature.objects.in_bulk({c.feature_id for c, _ in batch})
-    tasks = 0
-    with transaction.atomic(), connection.cursor() as cursor:
-        for candidate, levels in batch:
-            top = levels[-1]
-            for level in levels:
-                cursor.execute(
-                    _INSERT_CROSSING_SQL,
-                    [
-                        candidate.company_id,
-                        candidate.feature_id,
-                        connection.ops.adapt_datetimefield_value(candidate.period_start),
-                        _PERCENT[level],
-                        candidate.used,
-                        candidate.included,
-                        level == top,
-                        run.pk,
-                        connection.ops.adapt_datetimefield_value(now),
-                    ],
-                )
-                row = cursor.fetchone()
-                if row is None or level != top:
-                    continue
-                crossing = ThresholdCrossing.objects.get(pk=row[0])
-                _act_on_crossing(
-                    candidate=candidate,
-                    level=level,
-                    crossing=crossing,
-                    company=companies[candidate.company_id],
-                    feature=features[candidate.feature_id],
-                )
-                tasks += 1
-    return tasks
-
-
-def _report(*, candidates: list[Candidate], new: list[tuple[Candidate, list[str]]], now: datetime) -> dict:
+def _report(*, candidates: list[Candidate], new: list[Candidate], now: datetime, missed: int) -> dict:
     names = dict(
         Company.objects.filter(pk__in={c.company_id for c in candidates}).values_list("pk", "name")
     ) if candidates else {}
@@ -247,8 +178,9 @@ def _report(*, candidates: list[Candidate], new: list[tuple[Candidate, list[str]
 
     return {
         "worst_offenders": [row(c, level=c.level) for c in worst],
-        "new_crossings": [row(c, levels=levels) for c, levels in new[:500]],
+        "new_crossings": [row(c, levels=[f"{lv} %" for lv in c.new_levels()]) for c in new[:500]],
         "new_crossings_total": len(new),
+        "missed_by_ingest": missed,
     }
 
 
@@ -302,18 +234,25 @@ def usage_monitor_run(*, dry_run: bool = False, trigger: str = "manual") -> Moni
     run = MonitorRun.objects.create(started_at=now, dry_run=dry_run, trigger=trigger)
     try:
         candidates = monitor_candidates(now=now)
-        new = [(c, levels) for c in candidates if (levels := c.new_levels())]
+        new = [c for c in candidates if c.new_levels()]
         current = [c for c in candidates if c.period_end > now]
         run.companies_scanned = Company.objects.exclude(status=CompanyStatus.CANCELED).count()
-        run.warnings = sum(1 for c in current if c.level == CrossingLevel.WARNING)
-        run.breaches = sum(1 for c in current if c.level == CrossingLevel.EXCEEDED)
-        run.new_breaches = sum(1 for _, levels in new if levels[-1] == CrossingLevel.EXCEEDED)
+        run.breaches = sum(1 for c in current if c.used > c.included)
+        run.warnings = len(current) - run.breaches
+        run.new_breaches = sum(1 for c in new if max(c.new_levels()) >= BREACH_PERCENT)
         run.new_warnings = len(new) - run.new_breaches
-        run.report = _report(candidates=candidates, new=new, now=now)
+        missed = sum(len(c.new_levels()) for c in new)
         if not dry_run:
             size = max(1, settings.USAGE_MONITOR_BATCH)
+            missed = 0
             for i in range(0, len(new), size):
-                run.new_tasks += _record_crossings(run=run, batch=new[i : i + size], now=now)
+                recorded, tasks = _record_crossings(run=run, batch=new[i : i + size], now=now)
+                missed += recorded
+                run.new_tasks += tasks
+        run.missed_by_ingest = missed
+        if missed and not dry_run:
+            log.warning("usage monitor run %s found %s crossing(s) ingestion had not recorded", run.pk, missed)
+        run.report = _report(candidates=candidates, new=new, now=now, missed=missed)
         run.duration_ms = int((time.monotonic() - started) * 1000)
         run.finished_at = timezone.now()
         run.status = MonitorRunStatus.SUCCEEDED
@@ -367,8 +306,8 @@ def _post_run_summary(run: MonitorRun) -> None:
         ),
         text="\n".join(
             [
-                f"{run.breaches} over their limit and {run.warnings} at warning level now; "
-                f"{run.new_tasks} new ops tasks.",
+                f"{run.breaches} over their limit and {run.warnings} at an alert level now; "
+                f"{run.new_tasks} new ops tasks; {run.missed_by_ingest} crossing(s) ingestion had missed.",
                 *(["Worst offenders:", *lines] if lines else ["Nobody is near a limit."]),
             ]
         ),
@@ -380,6 +319,7 @@ def _post_run_summary(run: MonitorRun) -> None:
             "Companies": f"{run.companies_scanned:,}",
             "New breaches": str(run.new_breaches),
             "New warnings": str(run.new_warnings),
+            "Missed by ingestion": str(run.missed_by_ingest),
             "Duration": f"{run.duration_ms} ms",
         },
     )

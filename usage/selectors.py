@@ -43,7 +43,7 @@ class Level:
     EXCEEDED = "exceeded"
 
 
-def usage_levels(*, now: datetime, since: datetime | None = None) -> QuerySet[Any]:
+def usage_levels(*, now: datetime, since: datetime | None = None, min_percent: int | None = None) -> QuerySet[Any]:
     """The one rule for "at warning level" and "over a limit", read by the dashboard, the
     company filter, the admin bars, the nightly monitor and the usage API alike.
 
@@ -53,7 +53,8 @@ def usage_levels(*, now: datetime, since: datetime | None = None) -> QuerySet[An
     the limit itself, "exceeded" above it). An unlimited feature, a feature the tier has
     no limit row for, and other tiers' limits never count; nor do canceled companies,
     which have no plan running. The period is the one open at ``now``; with ``since``,
-    every period overlapping [since, now] (the monitor's look-back)."""
+    every period overlapping [since, now] (the monitor's look-back). ``min_percent``
+    replaces the warning share as the floor (the monitor: the lowest alert level in use)."""
     mine = FilteredRelation("feature__limits", condition=Q(feature__limits__tier=F("company__tier")))
     # A contract override in force at ``now`` replaces the tier's included quantity (the
     # rule of billing.plans.selectors.entitlements_effective; empty there = unlimited).
@@ -76,7 +77,7 @@ def usage_levels(*, now: datetime, since: datetime | None = None) -> QuerySet[An
         )
         .filter(included__isnull=False)
         .alias(used100=F("used") * 100)
-        .filter(used100__gte=F("included") * settings.USAGE_WARNING_PERCENT)
+        .filter(used100__gte=F("included") * (settings.USAGE_WARNING_PERCENT if min_percent is None else min_percent))
         .annotate(
             level=Case(
                 When(used__gt=F("included"), then=Value(Level.EXCEEDED)),

@@ -1,4 +1,5 @@
-"""Everything that writes usage: recording events (ingestion) and the nightly monitor."""
+"""Everything that writes usage: recording events (ingestion, with the threshold crossings
+it makes) and the owners' alert settings; the nightly monitor is ``usage.monitor``."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Company, CompanyAPIKey
-from billing.plans.selectors import entitlements_effective
+from audit.services import Actor
+from billing.plans.selectors import Entitlement, entitlements_effective
 from core.errors import ApplicationError, Conflict, ErrorKind
+from core.money import format_money
+from usage.crossings import Reached, company_alert_levels, crossings_record, levels_between, reached_rows
 from usage.models import (
+    CrossingSource,
     UsageCounter,
     UsageEvent,
 )
@@ -22,9 +27,12 @@ from usage.validation import EventIn
 
 log = logging.getLogger(__name__)
 
+INGEST_ACTOR = Actor.system("usage-ingest")
+
 
 class LimitReached(ApplicationError):
-    """A batch would take a hard-limited (or capped, at its cap) feature past its limit."""
+    """A batch would take a hard-limited (or capped, at its cap) feature past its limit,
+    or the period's overage money past the owners' spend cap."""
 
     kind = ErrorKind.REFUSED
     code = "limit_reached"
@@ -97,18 +105,23 @@ roll AS (
     ORDER BY r.feature_id, r.period_start
     ON CONFLICT (company_id, feature_id, period_start)
     DO UPDATE SET used = usage_usagecounter.used + EXCLUDED.used, updated_at = EXCLUDED.updated_at
+    RETURNING feature_id, period_start, used
 )
-SELECT idempotency_key FROM ins
+SELECT idempotency_key, NULL::bigint, NULL::timestamptz, NULL::bigint FROM ins
+UNION ALL
+SELECT NULL, feature_id, period_start, used FROM roll
 """
 
 
 def _insert_postgresql(
     *, company_id: int, api_key_id: str | None, events: list[EventIn], now: datetime, limited: set[Slot]
-) -> set[str]:
+) -> tuple[set[str], dict[Slot, int]]:
     """One statement: insert the new events, skip known keys, roll the inserted ones up
     into counters, except the ``limited`` ones (hard or capped: counted after, by a
     conditional update). Rows are inserted in key order and counters in feature order, so
-    two concurrent batches of one company always lock in the same order (no deadlock)."""
+    two concurrent batches of one company always lock in the same order (no deadlock).
+    Returns the inserted keys and each rolled-up counter's value after this batch (its
+    RETURNING: what crossing detection reads, at no extra round trip)."""
     ordered = sorted(limited)
     params: dict[str, Any] = {
         "limited_features": [f for f, _ in ordered],
@@ -124,14 +137,21 @@ def _insert_postgresql(
         "starts": [e.period_start for e in events],
         "ends": [e.period_end for e in events],
     }
+    keys: set[str] = set()
+    counters: dict[Slot, int] = {}
     with connection.cursor() as cursor:
         cursor.execute(_PG_INGEST_SQL, params)
-        return {row[0] for row in cursor.fetchall()}
+        for key, feature_id, start, used in cursor.fetchall():
+            if key is not None:
+                keys.add(key)
+            else:
+                counters[(feature_id, start)] = used
+    return keys, counters
 
 
 def _insert_portable(
     *, company_id: int, api_key_id: str | None, events: list[EventIn], now: datetime, limited: set[Slot]
-) -> set[str]:
+) -> tuple[set[str], dict[Slot, int]]:
     """SQLite (the embedded demo): the transaction holds the database's write lock from its
     start, so "which keys exist" cannot change under us before the insert."""
     keys = [e.idempotency_key for e in events]
@@ -165,10 +185,10 @@ def _insert_portable(
             continue
         slot = (e.feature_id, e.period_start, e.period_end)
         totals[slot] = totals.get(slot, 0) + e.quantity
+    counters: dict[Slot, int] = {}
     for (feature_id, start, end), used in sorted(totals.items()):
-        updated = UsageCounter.objects.filter(
-            company_id=company_id, feature_id=feature_id, period_start=start
-        ).update(used=F("used") + used, updated_at=now)
+        mine = UsageCounter.objects.filter(company_id=company_id, feature_id=feature_id, period_start=start)
+        updated = mine.update(used=F("used") + used, updated_at=now)
         if not updated:
             UsageCounter.objects.create(
                 company_id=company_id,
@@ -178,24 +198,51 @@ def _insert_portable(
                 used=used,
                 updated_at=now,
             )
-    return {e.idempotency_key for e in new}
+        counters[(feature_id, start)] = mine.values_list("used", flat=True).get()
+    return {e.idempotency_key for e in new}, counters
 
 
-def _ceilings(*, company: Company, events: list[EventIn], now: datetime) -> dict[Slot, _Ceiling]:
-    """The hard and capped limits the batch touches, per counter: the effective
-    entitlement in each period the batch counts in (at ``now``, or at a closed period's
-    last moment). Soft and unlimited features are absent: they are counted as always."""
+def _entitlements(*, company: Company, events: list[EventIn], now: datetime) -> dict[datetime, dict[int, Entitlement]]:
+    """Period start → feature id → the effective entitlement in each period the batch
+    counts in (at ``now``, or at a closed period's last moment)."""
     assert company.tier_id is not None
-    periods = {(e.period_start, e.period_end) for e in events}
-    features = {e.feature_id for e in events}
-    out: dict[Slot, _Ceiling] = {}
-    for start, end in periods:
+    out: dict[datetime, dict[int, Entitlement]] = {}
+    for start, end in {(e.period_start, e.period_end) for e in events}:
         at = min(now, end - timedelta(microseconds=1))
-        for code, entitlement in entitlements_effective(company_id=company.pk, tier_id=company.tier_id, at=at).items():
-            ceiling = entitlement.terms.ceiling
-            if entitlement.feature_id in features and ceiling is not None:
-                out[(entitlement.feature_id, start)] = _Ceiling(ceiling, code, entitlement.terms.mode, end)
+        found = entitlements_effective(company_id=company.pk, tier_id=company.tier_id, at=at)
+        out[start] = {entitlement.feature_id: entitlement for entitlement in found.values()}
     return out
+
+
+def _ceilings(*, entitlements: dict[datetime, dict[int, Entitlement]], events: list[EventIn]) -> dict[Slot, _Ceiling]:
+    """The hard and capped limits the batch touches, per counter. Soft and unlimited
+    features are absent: they are counted as always."""
+    ends = {e.period_start: e.period_end for e in events}
+    out: dict[Slot, _Ceiling] = {}
+    for feature_id, start in {(e.feature_id, e.period_start) for e in events}:
+        entitlement = entitlements[start].get(feature_id)
+        if entitlement is not None and entitlement.terms.ceiling is not None:
+            out[(feature_id, start)] = _Ceiling(
+                entitlement.terms.ceiling, entitlement.feature, entitlement.terms.mode, ends[start]
+            )
+    return out
+
+
+def _added(events: list[EventIn], inserted: set[str]) -> dict[Slot, int]:
+    """Units this batch adds per counter (stored events only: replays add nothing)."""
+    totals: dict[Slot, int] = {}
+    for e in events:
+        if e.idempotency_key in inserted:
+            slot = (e.feature_id, e.period_start)
+            totals[slot] = totals.get(slot, 0) + e.quantity
+    return totals
+
+
+_COUNT_WITHIN_SQL = """
+UPDATE {table} SET used = used + %s, updated_at = %s
+WHERE company_id = %s AND feature_id = %s AND period_start = %s AND used <= %s
+RETURNING used
+"""  # noqa: S608 (the table name is the model's)
 
 
 def _count_within_limits(
@@ -206,17 +253,16 @@ def _count_within_limits(
     ceilings: dict[Slot, _Ceiling],
     index_of: dict[str, int],
     now: datetime,
-) -> None:
+) -> dict[Slot, int]:
     """Count the newly stored events of limited counters with ``used = used + n WHERE
-    used + n <= ceiling`` and refuse the batch when a row count says no: the counter's row
+    used + n <= ceiling`` and refuse the batch when no row comes back: the counter's row
     lock makes concurrent batches queue, and each re-checks the condition on the value the
     one before it committed, so together they never overshoot. Counters are taken in
-    (feature, period) order, after the soft ones, as every batch does (no deadlock)."""
-    totals: dict[Slot, int] = {}
-    for e in events:
-        slot = (e.feature_id, e.period_start)
-        if slot in ceilings and e.idempotency_key in inserted:
-            totals[slot] = totals.get(slot, 0) + e.quantity
+    (feature, period) order, after the soft ones, as every batch does (no deadlock).
+    Returns each counter's value after this batch."""
+    totals = {slot: n for slot, n in _added(events, inserted).items() if slot in ceilings}
+    sql = _COUNT_WITHIN_SQL.format(table=connection.ops.quote_name(UsageCounter._meta.db_table))
+    counters: dict[Slot, int] = {}
     for slot, n in sorted(totals.items()):
         ceiling = ceilings[slot]
         feature_id, start = slot
@@ -233,13 +279,26 @@ def _count_within_limits(
             ],
             ignore_conflicts=True,
         )
-        counted = UsageCounter.objects.filter(
-            company_id=company_id, feature_id=feature_id, period_start=start, used__lte=ceiling.units - n
-        ).update(used=F("used") + n, updated_at=now)
-        if not counted:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                sql,
+                [
+                    n,
+                    connection.ops.adapt_datetimefield_value(now),
+                    company_id,
+                    feature_id,
+                    connection.ops.adapt_datetimefield_value(start),
+                    ceiling.units - n,
+                ],
+            )
+            row = cursor.fetchone()
+        if row is None:
             _refuse(
                 company_id=company_id, slot=slot, ceiling=ceiling, events=events, inserted=inserted, index_of=index_of
             )
+        else:
+            counters[slot] = row[0]
+    return counters
 
 
 def _refuse(
@@ -273,6 +332,105 @@ def _refuse(
     )
 
 
+_LOCK_SPEND_CAP_SQL = "SELECT spend_cap FROM {table} WHERE id = %s FOR NO KEY UPDATE"  # noqa: S608
+
+
+def _spend_cap_locked(company: Company) -> int | None:
+    """The owners' spend cap as committed now, its company row locked until the ingest
+    transaction ends: batches of a capped company queue here, before any counter, so each
+    sees the overage the one before it committed, and an owner's change of the cap waits
+    for (or is seen by) the batch. Uncapped companies (the common case) never come here."""
+    if connection.vendor != "postgresql":
+        return Company.objects.filter(pk=company.pk).values_list("spend_cap", flat=True).first()
+    table = connection.ops.quote_name(Company._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_SPEND_CAP_SQL.format(table=table), [company.pk])
+        row = cursor.fetchone()
+    return None if row is None else row[0]
+
+
+def _overage_money(entitlement: Entitlement | None, used: int) -> int:
+    if entitlement is None or entitlement.terms.included is None:
+        return 0
+    return max(0, used - entitlement.terms.included) * entitlement.terms.overage_unit_price
+
+
+def _check_spend_cap(
+    *,
+    company: Company,
+    cap: int,
+    events: list[EventIn],
+    inserted: set[str],
+    added: dict[Slot, int],
+    entitlements: dict[datetime, dict[int, Entitlement]],
+    index_of: dict[str, int],
+) -> None:
+    """Refuse the batch when it raises a period's overage money (every feature's units
+    beyond its included quantity at its unit price) past the spend cap. Read from the
+    counters after this batch, under the company row lock; units within an included
+    quantity are never refused."""
+    for start in sorted({start for (feature_id, start), n in added.items() if n}):
+        terms = entitlements[start]
+        priced = {f for (f, s) in added if s == start and terms.get(f) and terms[f].terms.overage_unit_price}
+        if not priced:
+            continue
+        after = dict(
+            UsageCounter.objects.filter(company_id=company.pk, period_start=start).values_list("feature_id", "used")
+        )
+        spent_after = sum(_overage_money(terms.get(f), used) for f, used in after.items())
+        if spent_after <= cap:
+            continue
+        running = {f: used - added.get((f, start), 0) for f, used in after.items()}
+        spent_before = spent = sum(_overage_money(terms.get(f), used) for f, used in running.items())
+        if spent_after <= spent_before:
+            continue
+        index = 0
+        for e in events:
+            if e.period_start != start or e.idempotency_key not in inserted:
+                continue
+            old = _overage_money(terms.get(e.feature_id), running[e.feature_id])
+            running[e.feature_id] += e.quantity
+            spent += _overage_money(terms.get(e.feature_id), running[e.feature_id]) - old
+            if spent > cap:
+                index = index_of[e.idempotency_key]
+                break
+        currency = company.tier.currency
+        raise LimitReached(
+            f"Event {index} would take this period's overage to {format_money(spent, currency)}, past the "
+            f"monthly spend cap of {format_money(cap, currency)} ({format_money(spent_before, currency)} "
+            "spent); the batch was not stored. An owner can raise the spend cap on the account page; "
+            "it resets when the period ends.",
+            field=f"events.{index}.feature",
+        )
+
+
+def _crossings(
+    *,
+    company: Company,
+    counters: dict[Slot, int],
+    added: dict[Slot, int],
+    entitlements: dict[datetime, dict[int, Entitlement]],
+) -> list[Reached]:
+    """The alert levels this batch's counter updates passed (nothing to read: the counters'
+    values after the update came back from the update itself)."""
+    levels = company_alert_levels(company)
+    if not levels:
+        return []
+    rows: list[Reached] = []
+    for (feature_id, start), used in counters.items():
+        entitlement = entitlements[start].get(feature_id)
+        included = entitlement.terms.included if entitlement is not None else None
+        crossed = levels_between(
+            before=used - added.get((feature_id, start), 0), after=used, included=included, levels=levels
+        )
+        if crossed and included is not None and entitlement is not None:
+            rows += reached_rows(
+                company_id=company.pk, feature_id=feature_id, period_start=start, used=used, included=included,
+                levels=crossed, mode=entitlement.terms.mode,
+            )
+    return rows
+
+
 def usage_record_events(
     *,
     company: Company,
@@ -287,16 +445,23 @@ def usage_record_events(
     409 naming the key. Events and counters commit in one transaction.
 
     A batch that would take a hard-limited feature (or a capped one at its cap) past its
-    limit in a period is refused whole with ``LimitReached`` (422, ``limit_reached``)
-    naming the first event that does not fit; replays of stored events count nothing and
-    so are never refused."""
+    limit in a period, or the period's overage money past the owners' spend cap, is
+    refused whole with ``LimitReached`` (422, ``limit_reached``) naming the first event
+    that does not fit; replays of stored events count nothing and so are never refused.
+
+    An alert level the batch's counters pass is recorded and announced (owners' e-mail;
+    for a breach the ops alert and task; an audit record) in the same transaction, once
+    however many batches pass it together: the counters' row locks order them, so only
+    one sees the level between its before and after."""
     now = now or timezone.now()
     unique, repeats = _dedupe_batch(events)
     index_of = {e.idempotency_key: i for i, e in reversed(list(enumerate(events)))}
     insert = _insert_postgresql if connection.vendor == "postgresql" else _insert_portable
-    ceilings = _ceilings(company=company, events=unique, now=now) if unique else {}
+    entitlements = _entitlements(company=company, events=unique, now=now) if unique else {}
+    ceilings = _ceilings(entitlements=entitlements, events=unique) if unique else {}
     with transaction.atomic():
-        inserted = insert(
+        cap = _spend_cap_locked(company) if unique and company.spend_cap is not None else None
+        inserted, counters = insert(
             company_id=company.pk,
             api_key_id=api_key.pk if api_key is not None else None,
             events=unique,
@@ -318,14 +483,31 @@ def usage_record_events(
                         field=f"events.{index_of[event.idempotency_key]}.idempotency_key",
                     )
         if ceilings:
-            _count_within_limits(
-                company_id=company.pk,
-                events=unique,
-                inserted=inserted,
-                ceilings=ceilings,
-                index_of=index_of,
-                now=now,
+            counters.update(
+                _count_within_limits(
+                    company_id=company.pk,
+                    events=unique,
+                    inserted=inserted,
+                    ceilings=ceilings,
+                    index_of=index_of,
+                    now=now,
+                )
             )
+        if counters:
+            added = _added(unique, inserted)
+            if cap is not None:
+                _check_spend_cap(
+                    company=company,
+                    cap=cap,
+                    events=unique,
+                    inserted=inserted,
+                    added=added,
+                    entitlements=entitlements,
+                    index_of=index_of,
+                )
+            crossed = _crossings(company=company, counters=counters, added=added, entitlements=entitlements)
+            if crossed:
+                crossings_record(rows=crossed, source=CrossingSource.INGEST, actor=INGEST_ACTOR, now=now)
     duplicate_keys = [e.idempotency_key for e in skipped] + repeats
     return IngestResult(
         accepted=len(inserted), duplicates=len(duplicate_keys), duplicate_keys=duplicate_keys

@@ -1,4 +1,5 @@
-"""The nightly usage monitor: acts once per company, feature, period and level."""
+"""The nightly usage monitor, the safety net behind ingestion's crossings: acts once per
+company, feature, period and level, at the levels of the tier and of the owners."""
 
 from __future__ import annotations
 
@@ -53,27 +54,29 @@ def run(**kwargs) -> MonitorRun:
 def owner_emails():
     return sorted(
         (n.kind, tuple(n.email_to))
-        for n in Notification.objects.exclude(kind="usage.monitor_run")
+        for n in Notification.objects.exclude(kind="usage.monitor_run").exclude(dedup_key__endswith=":ops")
     )
 
 
 @pytest.mark.django_db
 class TestARun:
-    def test_it_opens_a_task_and_emails_the_owners_for_each_new_crossing(self, tenants):
+    def test_it_emails_the_owners_for_each_new_crossing_and_opens_a_task_and_alert_for_breaches(self, tenants):
         result = run()
         assert result.status == "succeeded"
-        assert (result.new_warnings, result.new_breaches, result.new_tasks) == (1, 1, 2)
+        assert (result.new_warnings, result.new_breaches, result.new_tasks) == (1, 1, 1)
         assert (result.warnings, result.breaches) == (1, 1)
         assert result.companies_scanned == 4
         tasks = {(t.kind, t.company.name) for t in OpsTask.objects.all()}
-        assert tasks == {("usage.warning", "Near Ltd"), ("usage.breach", "Over Inc")}
+        assert tasks == {("usage.breach", "Over Inc")}
         assert OpsTask.objects.get(kind="usage.breach").severity == "high"
         assert owner_emails() == [
             ("usage.breach", ("over@example.com",)),
             ("usage.warning", ("near@example.com",)),
         ]
-        breach = Notification.objects.get(kind="usage.breach")
+        breach = Notification.objects.get(kind="usage.breach", email_to=["over@example.com"])
         assert "exceeded" in breach.title and "1,300 of 1,000" in breach.text
+        ops_alert = Notification.objects.get(kind="usage.breach", dedup_key__endswith=":ops")
+        assert ops_alert.slack_status == "pending" and "Over Inc exceeded" in ops_alert.title
         assert set(AuditLog.objects.filter(action__startswith="usage.threshold").values_list(
             "action", "company_name")) == {("usage.threshold.warning", "Near Ltd"),
                                            ("usage.threshold.exceeded", "Over Inc")}
@@ -110,14 +113,15 @@ class TestARun:
         use(tenants["near"], "quotes", 1001)
         second = run()
         assert (second.new_warnings, second.new_breaches, second.new_tasks) == (0, 1, 1)
-        assert OpsTask.objects.filter(company=tenants["near"]).count() == 2
+        assert OpsTask.objects.filter(company=tenants["near"]).count() == 1
+        assert owner_emails().count(("usage.breach", ("near@example.com",))) == 1
         run()
-        assert OpsTask.objects.filter(company=tenants["near"]).count() == 2
+        assert OpsTask.objects.filter(company=tenants["near"]).count() == 1
 
     def test_jumping_straight_over_the_limit_alerts_once_for_the_limit(self, tenants):
         run()
         over = ThresholdCrossing.objects.filter(company=tenants["over"])
-        assert {(c.level, c.notified) for c in over} == {("warning", False), ("exceeded", True)}
+        assert {(c.level, c.notified) for c in over} == {(80, False), (100, True)}
         assert OpsTask.objects.filter(company=tenants["over"]).count() == 1
 
     def test_a_new_period_can_warn_again(self, tenants):
@@ -126,7 +130,7 @@ class TestARun:
         with time_machine.travel(datetime(2026, 12, 20, 2, tzinfo=UTC), tick=False):
             december = usage_monitor_run()
         assert december.new_warnings == 1
-        assert OpsTask.objects.filter(company=tenants["near"], kind="usage.warning").count() == 2
+        assert owner_emails().count(("usage.warning", ("near@example.com",))) == 2
 
     def test_a_crossing_in_a_periods_last_hours_is_caught_after_it_closed(self, make_company):
         late = make_company("starter", name="Late Night")
@@ -136,10 +140,29 @@ class TestARun:
         assert result.new_breaches == 1
         assert OpsTask.objects.get(company=late).kind == "usage.breach"
 
-    @override_settings(USAGE_WARNING_PERCENT=90)
-    def test_the_warning_threshold_is_configurable(self, tenants):
+    def test_the_tiers_levels_are_the_ones_used(self, tenants, catalogue):
+        catalogue["starter"].alert_levels = [90, 100, 125]
+        catalogue["starter"].save()
         result = run()
         assert (result.new_warnings, result.new_breaches) == (0, 1)
+        over = ThresholdCrossing.objects.filter(company=tenants["over"])
+        assert {(c.level, c.notified) for c in over} == {(90, False), (100, False), (125, True)}
+        assert not ThresholdCrossing.objects.filter(company=tenants["near"]).exists()
+
+    def test_the_owners_own_levels_are_used_too(self, tenants):
+        tenants["calm"].alert_levels = [40]
+        tenants["calm"].save()
+        run()
+        crossing = ThresholdCrossing.objects.get(company=tenants["calm"])
+        assert (crossing.level, crossing.source) == (40, "monitor")
+        assert owner_emails().count(("usage.warning", (tenants["calm"].owner.email,))) == 1
+
+    def test_it_reports_the_crossings_ingestion_had_missed(self, tenants):
+        result = run()
+        assert result.missed_by_ingest == 3  # Near 80 %, Over 80 % and 100 %
+        assert result.report["missed_by_ingest"] == 3
+        assert set(ThresholdCrossing.objects.values_list("source", flat=True)) == {"monitor"}
+        assert run().missed_by_ingest == 0
 
     def test_a_canceled_company_is_not_alerted(self, tenants):
         tenants["over"].status = "canceled"
@@ -161,7 +184,7 @@ class TestDryRun:
         assert not ThresholdCrossing.objects.exists()
         assert AuditLog.objects.count() == audit_before
         # and a real run afterwards still acts on everything
-        assert run().new_tasks == 2
+        assert run().new_tasks == 1
 
 
 @pytest.mark.django_db(transaction=True)
@@ -173,18 +196,18 @@ class TestCrash:
         companies = [make_company("starter", name=f"Busy {i}") for i in range(5)]
         for company in companies:
             use(company, "quotes", 2000)
-        import usage.monitor
+        import usage.crossings
 
-        real = usage.monitor.ops_task_open
+        real = usage.crossings.ops_tasks_open_many
         calls = {"n": 0}
 
-        def dies_on_the_third(**kwargs):
+        def dies_on_the_third(*args, **kwargs):
             calls["n"] += 1
             if calls["n"] == 3:
                 raise RuntimeError("worker killed")
-            return real(**kwargs)
+            return real(*args, **kwargs)
 
-        monkeypatch.setattr(usage.monitor, "ops_task_open", dies_on_the_third)
+        monkeypatch.setattr(usage.crossings, "ops_tasks_open_many", dies_on_the_third)
         with pytest.raises(RuntimeError):
             run()
         failed = MonitorRun.objects.get()
@@ -192,18 +215,18 @@ class TestCrash:
         assert "worker killed" in failed.error
         breaches = OpsTask.objects.filter(kind="usage.breach")
         assert breaches.count() == 2  # two batches committed before the crash
-        assert ThresholdCrossing.objects.filter(level="exceeded").count() == 2
+        assert ThresholdCrossing.objects.filter(level=100).count() == 2
         # and ops are told the run failed (the README's usage.monitor_run task)
         failed_task = OpsTask.objects.get(kind="usage.monitor_run")
         assert failed_task.title == f"Usage monitor run #{failed.pk} failed"
         assert "worker killed" in failed_task.details and failed_task.target == failed
 
-        monkeypatch.setattr(usage.monitor, "ops_task_open", real)
+        monkeypatch.setattr(usage.crossings, "ops_tasks_open_many", real)
         second = run()
         assert second.new_tasks == 3
         assert breaches.count() == 5
         assert sorted(t.company.name for t in breaches) == [f"Busy {i}" for i in range(5)]
-        assert Notification.objects.filter(kind="usage.breach").count() == 5
+        assert Notification.objects.filter(kind="usage.breach").exclude(dedup_key__endswith=":ops").count() == 5
         assert AuditLog.objects.filter(action="usage.threshold.exceeded").count() == 5
         assert run().new_tasks == 0
 
@@ -247,8 +270,8 @@ def test_the_command_runs_and_dry_runs(tenants):
     out = StringIO()
     with time_machine.travel(NIGHT, tick=False):
         call_command("run_usage_monitor", stdout=out)
-    assert "2 ops tasks" in out.getvalue()
-    assert OpsTask.objects.count() == 2
+    assert "1 ops tasks; 3 crossing(s) ingestion had missed" in out.getvalue()
+    assert OpsTask.objects.count() == 1
 
 
 @pytest.mark.django_db

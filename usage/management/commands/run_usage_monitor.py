@@ -21,6 +21,7 @@ class Command(BaseCommand):
             f"{run.companies_scanned} companies, {run.warnings} at warning, {run.breaches} over; "
             f"new: {run.new_warnings} warnings, {run.new_breaches} breaches"
             + ("" if run.dry_run else f", {run.new_tasks} ops tasks")
+            + f"; {run.missed_by_ingest} crossing(s) ingestion had missed"
         )
         for worst in run.report.get("worst_offenders", []):
             self.stdout.write(
