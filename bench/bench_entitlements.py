@@ -1,34 +1,40 @@
-"""The entitlement check over HTTP (gunicorn, PostgreSQL): ``POST /api/v1/entitlements/check/``
-and ``GET /api/v1/entitlements/`` latency from one client, with counters in place and a
-contract override in force; the in-process query count. Aim: check p99 <= 5 ms.
-Run: ``make bench BENCH=entitlements``.
-"""
+"""The entitlement check over HTTP under wrk load: ``POST /api/v1/entitlements/check/`` and
+``GET /api/v1/entitlements/`` through gunicorn (3 sync workers, PostgreSQL), a company with
+counters on every feature, a hard limit on bulk jobs and a capped contract override in force.
+Goal: check p99 ≤ 5 ms. Sizes: BENCH_ENTITLEMENT_SECONDS (per turn, default 5),
+BENCH_ENTITLEMENT_ROUNDS (default 3), BENCH_ENTITLEMENT_CONNECTIONS (default 4)."""
 
 from __future__ import annotations
 
-import os
-import time
+import json
 from datetime import timedelta
 
-from benchdb import bench_database, describe, start_gunicorn
+from benchdb import Request, bench_database, gunicorn, merge, size, take_turns, wrk
+from table import Row
 
-REQUESTS = int(os.environ.get("BENCH_ENTITLEMENT_REQUESTS", 2000))
+BASELINE = (
+    "The yardstick server (`bench/yardstick_wsgi.py`: a plain WSGI app on psycopg, same gunicorn, "
+    "3 workers) on the same database answers `POST /check` with one indexed query (key by prefix → "
+    "company → the feature's tier limit and this period's counter) and `GET /summary` with the "
+    "company's counters. wrk (1 thread, BENCH_ENTITLEMENT_CONNECTIONS connections) loads the project "
+    "and the yardstick in turns of BENCH_ENTITLEMENT_SECONDS, BENCH_ENTITLEMENT_ROUNDS rounds; any "
+    "non-2xx answer fails the run. The p99 is the worst turn's."
+)
+SECONDS = size("BENCH_ENTITLEMENT_SECONDS", 5)
+ROUNDS = size("BENCH_ENTITLEMENT_ROUNDS", 3)
+CONNECTIONS = size("BENCH_ENTITLEMENT_CONNECTIONS", 4)
+CHECK_P99_MS = 5.0
 
 
-def main() -> None:
+def main() -> list[Row]:
     with bench_database() as db_name:
-        import httpx
-        from django.db import connection
-        from django.test.utils import CaptureQueriesContext
         from django.utils import timezone
 
         from accounts.models import Company, CompanyAPIKey
         from accounts.selectors import company_period
         from billing.plans.models import EntitlementOverride, Feature, LimitMode, Tier, TierLimit
         from usage.models import UsageCounter
-        from usage.selectors import entitlement_check, entitlement_standings
 
-        print(f"database: {connection.vendor} {db_name}")
         starter = Tier.objects.get(code="starter")
         TierLimit.objects.filter(tier=starter, feature__code="bulk_jobs").update(mode=LimitMode.HARD)
         company = Company.objects.create(name="Check Co", slug="check-co", tier=starter)
@@ -42,30 +48,32 @@ def main() -> None:
             company=company, feature=Feature.objects.get(code="quotes"), included=5_000, mode=LimitMode.CAPPED,
             overage_unit_price=2, overage_cap=10_000, starts_at=timezone.now() - timedelta(days=1),
         )
-        with CaptureQueriesContext(connection) as ctx:
-            entitlement_check(standing=entitlement_standings(company=company)["bulk_jobs"], quantity=1)
-        print(f"check queries: {len(ctx.captured_queries)} (in-process; plus the key lookup over HTTP)")
+        auth = {"Authorization": f"Api-Key {secret}"}
+        body = json.dumps({"feature": "bulk_jobs", "quantity": 1})
+        post = {**auth, "Content-Type": "application/json"}
+        loads = {
+            "check": [Request("POST", "/api/v1/entitlements/check/", post, body)],
+            "check_base": [Request("POST", "/check", post, body)],
+            "list": [Request("GET", "/api/v1/entitlements/", auth)],
+            "list_base": [Request("GET", "/summary", auth)],
+        }
 
-        proc, base = start_gunicorn(db_name)
-        try:
-            headers = {"Authorization": f"Api-Key {secret}"}
-            with httpx.Client(timeout=30) as client:
-                for label, call in [
-                    ("check", lambda: client.post(f"{base}/api/v1/entitlements/check/", headers=headers,
-                                                  json={"feature": "bulk_jobs", "quantity": 1})),
-                    ("list", lambda: client.get(f"{base}/api/v1/entitlements/", headers=headers)),
-                    ("yardstick: usage summary", lambda: client.get(f"{base}/api/v1/usage/summary/", headers=headers)),
-                ]:
-                    for _ in range(50):
-                        call()  # warm-up
-                    latencies: list[float] = []
-                    for _ in range(REQUESTS):
-                        started = time.perf_counter()
-                        r = call()
-                        latencies.append((time.perf_counter() - started) * 1000)
-                        assert r.status_code == 200, r.text
-                    print(f"entitlements {label} over HTTP (one client): {describe(latencies)}")
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-            connection.close()
+        with gunicorn(db_name) as project, gunicorn(db_name, app="yardstick_wsgi:app") as yardstick:
+            def load(name: str, base: str, seconds: float = SECONDS):
+                return lambda r: wrk(base, loads[name], connections=CONNECTIONS, seconds=seconds,
+                                     what=f"entitlements {name}")
+
+            for name, base in (("check", project), ("check_base", yardstick), ("list", project),
+                               ("list_base", yardstick)):
+                load(name, base, 1)(0)  # warm-up: connections, caches
+            got = take_turns(ROUNDS, check=load("check", project), check_base=load("check_base", yardstick),
+                             list=load("list", project), list_base=load("list_base", yardstick))
+
+    check, check_base = merge(got["check"]), merge(got["check_base"])
+    lst, lst_base = merge(got["list"]), merge(got["list_base"])
+    return [
+        Row("entitlements", f"POST check, wrk {CONNECTIONS} connections", check.text(), check_base.text(),
+            check.rate / check_base.rate, f"p99 ≤ {CHECK_P99_MS:.0f} ms", check.p99_ms <= CHECK_P99_MS),
+        Row("entitlements", f"GET list, wrk {CONNECTIONS} connections", lst.text(), lst_base.text(),
+            lst.rate / lst_base.rate, "report", None, note="baseline: the bare counters read"),
+    ]

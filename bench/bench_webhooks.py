@@ -1,54 +1,65 @@
-"""Stripe webhook acknowledgement on PostgreSQL behind gunicorn (3 workers): latency and
-throughput of signed deliveries (verify the signature on the raw body, store once by event
-id, queue processing after commit), of repeat deliveries, and of forged ones.
-
-Sizes: BENCH_WEBHOOK_EVENTS (default 3,000), BENCH_WEBHOOK_CLIENTS (default 8).
-Run: ``make bench BENCH=webhooks``.
-"""
+"""Stripe webhook acknowledgement through gunicorn (3 workers, PostgreSQL, Redis broker):
+signed new deliveries (verify the signature on the raw body, store once by event id, queue
+processing after commit), repeat deliveries, and forged ones. Goal: new event p99 ≤ 50 ms.
+Sizes: BENCH_WEBHOOK_EVENTS (per turn, default 1,000), BENCH_WEBHOOK_ROUNDS (default 3),
+BENCH_WEBHOOK_CLIENTS (default 8)."""
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 import time
 from pathlib import Path
 
-from benchdb import bench_database, describe, start_gunicorn
+from benchdb import bench_database, check_status, gunicorn, http_client, percentile, size, take_turns
+from table import BenchFailure, Row
 
-EVENTS = int(os.environ.get("BENCH_WEBHOOK_EVENTS", 3_000))
-CLIENTS = int(os.environ.get("BENCH_WEBHOOK_CLIENTS", 8))
+BASELINE = (
+    "The yardstick server (`bench/yardstick_wsgi.py`, same gunicorn, 3 workers) answers `POST /webhook` "
+    "with the least the project must do: verify the `Stripe-Signature` HMAC-SHA256 on the raw body, "
+    "`INSERT … ON CONFLICT (stripe_id)` into a table made `LIKE billing_stripewebhookevent INCLUDING ALL` "
+    "(same indexes), and RPUSH the id to Redis when new. The same signed events (different ids each "
+    "side) go to both from BENCH_WEBHOOK_CLIENTS Python threads with keep-alive, in turns of "
+    "BENCH_WEBHOOK_EVENTS; then the same deliveries again (repeats) and forged ones (400 expected). "
+    "Any other status fails the run."
+)
+EVENTS = size("BENCH_WEBHOOK_EVENTS", 1000)
+ROUNDS = size("BENCH_WEBHOOK_ROUNDS", 3)
+CLIENTS = size("BENCH_WEBHOOK_CLIENTS", 8)
 SECRET = "whsec_bench_0123456789abcdef"
+QUEUE = "bench:yardstick:webhooks"
 ROOT = Path(__file__).resolve().parent.parent
-URL = "/api/v1/billing/stripe/webhook/"
+P99_MS = 50.0
 
 
-def _deliver(base: str, deliveries: list[tuple[bytes, str]]) -> tuple[list[float], float, dict[int, int]]:
+class Turn:
+    def __init__(self, latencies: list[float], seconds: float) -> None:
+        self.latencies, self.seconds = latencies, seconds
+
+
+def _deliver(url: str, deliveries: list[tuple[bytes, str]], expected: int) -> Turn:
     """POST every (body, signature) from CLIENTS concurrent keep-alive clients."""
-    import httpx
-
     latencies: list[float] = []
-    statuses: dict[int, int] = {}
+    errors: list[BaseException] = []
     lock = threading.Lock()
     queue = list(deliveries)
 
     def client() -> None:
-        with httpx.Client(base_url=base, timeout=30) as http:
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    body, header = queue.pop()
-                started = time.perf_counter()
-                response = http.post(
-                    URL,
-                    content=body,
-                    headers={"Stripe-Signature": header, "Content-Type": "application/json"},
-                )
-                elapsed = (time.perf_counter() - started) * 1000
-                with lock:
-                    latencies.append(elapsed)
-                    statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        try:
+            with http_client() as http:
+                while True:
+                    with lock:
+                        if not queue:
+                            return
+                        body, header = queue.pop()
+                    started = time.perf_counter()
+                    response = http.post(url, content=body,
+                                         headers={"Stripe-Signature": header, "Content-Type": "application/json"})
+                    elapsed = (time.perf_counter() - started) * 1000
+                    check_status(response, (expected,))
+                    with lock:
+                        latencies.append(elapsed)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
 
     threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
     started = time.perf_counter()
@@ -56,56 +67,80 @@ def _deliver(base: str, deliveries: list[tuple[bytes, str]]) -> tuple[list[float
         t.start()
     for t in threads:
         t.join()
-    return latencies, time.perf_counter() - started, statuses
+    if errors:
+        raise errors[0] if isinstance(errors[0], BenchFailure) else BenchFailure(f"webhook client: {errors[0]!r}")
+    return Turn(latencies, time.perf_counter() - started)
 
 
-def _events(n: int) -> list[dict]:
-    sys.path.insert(0, str(ROOT))
+def _events(prefix: str, n: int) -> list[dict]:
     from tests.fakes.stripe_server import make_event
 
     return [
-        make_event(
-            "invoice.created",
-            {
-                "id": f"in_bench_{i}",
-                "object": "invoice",
-                "customer": f"cus_bench_{i % 97}",
-                "amount_due": 4_900,
-            },
-        )
+        make_event("invoice.created", {"id": f"in_{prefix}_{i}", "object": "invoice",
+                                       "customer": f"cus_bench_{i % 97}", "amount_due": 4_900})
         for i in range(n)
     ]
 
 
-def main() -> None:
+def _text(turns: list[Turn]) -> tuple[str, float, float]:
+    lat = [x for t in turns for x in t.latencies]
+    rate = len(lat) / sum(t.seconds for t in turns)
+    p99 = percentile(lat, 99)
+    return f"{rate:,.0f} req/s, p50 {percentile(lat, 50):.1f} ms, p99 {p99:.1f} ms", rate, p99
+
+
+def main() -> list[Row]:
     with bench_database() as db_name:
+        import redis
+        from django.conf import settings
         from django.db import connection
 
-        from billing.stripe.models import StripeWebhookEvent, WebhookRejection
+        from billing.stripe.models import StripeWebhookEvent
         from tests.fakes.stripe_server import signed_webhook
         from trans_bot.celery import app
 
-        print(f"database: {connection.vendor} {db_name}; {CLIENTS} clients, gunicorn -w 3")
-        proc, base = start_gunicorn(db_name, env={"STRIPE_WEBHOOK_SECRET": SECRET})
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE TABLE bench_webhook (LIKE billing_stripewebhookevent INCLUDING ALL)")
+        broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+        env = {"STRIPE_WEBHOOK_SECRET": SECRET, "YARDSTICK_WEBHOOK_SECRET": SECRET,
+               "YARDSTICK_QUEUE": QUEUE}
         try:
-            events = _events(EVENTS)
-            _deliver(base, [signed_webhook(e, SECRET) for e in _events(100)])  # warm-up, not measured
+            with gunicorn(db_name, env=env) as project, \
+                    gunicorn(db_name, env=env, app="yardstick_wsgi:app") as yardstick:
+                urls = {"project": f"{project}/api/v1/billing/stripe/webhook/", "baseline": f"{yardstick}/webhook"}
+                events = {side: [_events(f"{side}_{r}", EVENTS) for r in range(ROUNDS)] for side in urls}
+                signed = {side: [[signed_webhook(e, SECRET) for e in batch] for batch in events[side]] for side in urls}
+                for side, url in urls.items():  # warm-up, not measured
+                    _deliver(url, [signed_webhook(e, SECRET) for e in _events(f"warm_{side}", 50)], 200)
 
-            signed = [signed_webhook(e, SECRET) for e in events]
-            lat, wall, statuses = _deliver(base, signed)
-            print(f"new events:      {describe(lat)}; {len(lat) / wall:,.0f} req/s; statuses {statuses}")
+                def turn(side: str, kind: str):
+                    def run(r: int) -> Turn:
+                        deliveries = signed[side][r]
+                        if kind == "forged":
+                            forged = deliveries[: EVENTS // 3 or 1]
+                            deliveries = [(body[:-2] + b" }", header) for body, header in forged]
+                        return _deliver(urls[side], deliveries, 400 if kind == "forged" else 200)
+                    return run
 
-            lat, wall, statuses = _deliver(base, signed)
-            print(f"repeat delivery: {describe(lat)}; {len(lat) / wall:,.0f} req/s; statuses {statuses}")
+                got = {}
+                for kind in ("new", "repeat", "forged"):
+                    got[kind] = take_turns(ROUNDS, project=turn("project", kind), baseline=turn("baseline", kind))
 
-            forged = [(body[:-2] + b" }", header) for body, header in signed[: max(EVENTS // 3, 1)]]
-            lat, wall, statuses = _deliver(base, forged)
-            print(f"forged (400):    {describe(lat)}; {len(lat) / wall:,.0f} req/s; statuses {statuses}")
-
-            stored = StripeWebhookEvent.objects.filter(stripe_id__in=[e["id"] for e in events]).count()
-            rejected = sum(WebhookRejection.objects.values_list("count", flat=True))
-            print(f"stored {stored} of {EVENTS} events (each delivered twice); {rejected} rejections counted")
+                ids = [e["id"] for batch in events["project"] for e in batch]
+                stored = StripeWebhookEvent.objects.filter(stripe_id__in=ids).count()
+                if stored != EVENTS * ROUNDS:
+                    raise BenchFailure(f"stored {stored} webhook events, expected {EVENTS * ROUNDS}")
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
             app.control.purge()  # processing messages for the throwaway database
+            broker.delete(QUEUE)
+
+    rows = []
+    for kind, label, expected in (("new", "new event acknowledged", "200"),
+                                  ("repeat", "repeat delivery", "200 duplicate"),
+                                  ("forged", "forged signature", "400")):
+        value, rate, p99 = _text(got[kind]["project"])
+        base, base_rate, _ = _text(got[kind]["baseline"])
+        goal = kind == "new"
+        rows.append(Row("webhooks", f"{label} ({expected}), {CLIENTS} clients", value, base, rate / base_rate,
+                        f"p99 ≤ {P99_MS:.0f} ms" if goal else "report", p99 <= P99_MS if goal else None))
+    return rows
