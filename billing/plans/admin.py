@@ -4,10 +4,24 @@ audited, inline rows included."""
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from audit.admin_mixins import AuditedAdminMixin, AuditedInlinesMixin
-from billing.plans.models import EntitlementOverride, Feature, LimitMode, Tier, TierLimit
+from audit.services import Actor
+from billing.plans.credits import FIELDS as CREDIT_FIELDS
+from billing.plans.credits import credit_grant_change, credit_grant_create, credit_grant_expire
+from billing.plans.models import (
+    CreditConsumption,
+    CreditGrant,
+    EntitlementOverride,
+    Feature,
+    LimitMode,
+    Tier,
+    TierLimit,
+)
+from core.admin_helpers import short_text, short_time, status_pill
 from core.money import format_money
 
 
@@ -72,3 +86,147 @@ class EntitlementOverrideAdmin(AuditedAdminMixin, admin.ModelAdmin):
         ("Terms", {"fields": ["included", "mode", "overage_unit_price", "overage_cap"]}),
         ("In force", {"fields": ["starts_at", "ends_at"]}),
     ]
+
+
+class CreditGrantForm(forms.ModelForm):
+    """A grant that paid for overage keeps its terms; only its expiry may move, earlier."""
+
+    class Meta:
+        model = CreditGrant
+        fields = ["company", "reason", "kind", "feature", "amount", "starts_at", "expires_at"]
+
+    def clean_expires_at(self):
+        expires_at = self.cleaned_data.get("expires_at")
+        grant = self.instance
+        if grant.pk and grant.consumed and expires_at is not None:
+            stored = CreditGrant.objects.values_list("expires_at", flat=True).get(pk=grant.pk)
+            if expires_at > stored:
+                raise forms.ValidationError(
+                    "This grant has paid for overage: it can only expire earlier, not later. "
+                    "Grant new credits instead."
+                )
+            if expires_at <= grant.starts_at:
+                raise forms.ValidationError("A grant expires after it starts.")
+        return expires_at
+
+
+class CreditConsumptionInline(admin.TabularInline):
+    """What the grant paid for: one row per overage report step, never edited."""
+
+    model = CreditConsumption
+    fields = ["created_at", "feature", "period_start", "sequence", "units", "amount"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["created_at", "id"]
+    verbose_name = "payment of overage"
+    verbose_name_plural = "what it paid for"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+CREDIT_COLOURS = {"active": "#2f855a", "used up": "#718096", "expired": "#718096", "not started": "#2b6cb0"}
+
+
+@admin.register(CreditGrant)
+class CreditGrantAdmin(admin.ModelAdmin):
+    """Credits for a company: money (its currency, minor units) or units of one feature.
+    Every grant, change and early expiry goes through billing.plans.credits and is
+    audited; a grant that paid for overage only ever expires earlier. Never deleted."""
+
+    form = CreditGrantForm
+    list_display = ["company", "granted", "left_now", "state", "expires", "short_reason", "granted_by"]
+    list_filter = ["kind", "feature", "expires_at"]
+    search_fields = ["company__name", "company__slug", "reason"]
+    list_select_related = ["company", "feature"]
+    autocomplete_fields = ["company", "feature"]
+    date_hierarchy = "expires_at"
+    inlines = [CreditConsumptionInline]
+    actions = ["expire_now"]
+    fieldsets = [
+        (None, {"fields": ["company", "reason"]}),
+        ("Credit", {"fields": ["kind", "feature", "amount", "currency", "consumed"]}),
+        ("Valid", {"fields": ["starts_at", "expires_at"]}),
+        ("Record", {"fields": ["granted_by", "created_at"]}),
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        always = ["currency", "consumed", "granted_by", "created_at"]
+        if obj is None:
+            return always
+        if obj.consumed:
+            return [*always, "company", "reason", "kind", "feature", "amount", "starts_at"]
+        return [*always, "company"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # expire instead: the trail and the payments keep pointing at it
+
+    def save_model(self, request, obj, form, change):
+        actor = Actor.of_user(request.user)
+        if not change:
+            grant = credit_grant_create(
+                company=obj.company,
+                kind=obj.kind,
+                feature=obj.feature,
+                amount=obj.amount,
+                starts_at=obj.starts_at,
+                expires_at=obj.expires_at,
+                reason=obj.reason,
+                actor=actor,
+            )
+            obj.pk, obj.currency, obj.granted_by = grant.pk, grant.currency, grant.granted_by
+            obj._state.adding = False
+            return
+        changes = {name: getattr(obj, name) for name in form.changed_data if name in CREDIT_FIELDS}
+        if changes:
+            credit_grant_change(grant=CreditGrant.objects.get(pk=obj.pk), actor=actor, **changes)
+
+    @admin.display(description="granted", ordering="amount")
+    def granted(self, grant):
+        return grant.what(grant.amount)
+
+    @admin.display(description="left")
+    def left_now(self, grant):
+        return grant.what(grant.left)
+
+    @admin.display(description="state")
+    def state(self, grant):
+        now = timezone.now()
+        if grant.expires_at <= now:
+            label = "expired"
+        elif not grant.left:
+            label = "used up"
+        elif grant.starts_at > now:
+            label = "not started"
+        else:
+            label = "active"
+        return status_pill(label, CREDIT_COLOURS[label])
+
+    @admin.display(description="expires", ordering="expires_at")
+    def expires(self, grant):
+        return short_time(grant.expires_at)
+
+    @admin.display(description="reason")
+    def short_reason(self, grant):
+        return short_text(grant.reason, 40)
+
+    @admin.action(description="Expire now (what is left pays for nothing more; audited)")
+    def expire_now(self, request, queryset):
+        actor = Actor.of_user(request.user)
+        done, refused = 0, []
+        for grant in queryset.select_related("company"):
+            try:
+                done += credit_grant_expire(grant=grant, actor=actor)
+            except ValidationError:
+                refused.append(f"#{grant.pk}")
+        self.message_user(request, f"{done} grant(s) expired now.", messages.SUCCESS)
+        if refused:
+            self.message_user(
+                request,
+                f"Not started yet, so not expired: {', '.join(refused)}. Change their dates instead.",
+                messages.WARNING,
+            )

@@ -222,6 +222,8 @@ def credit_grant_change(*, grant: CreditGrant, actor: Actor, **changes: Any) -> 
         if stored.kind == CreditKind.MONEY:
             stored.feature = None
             stored.currency = stored.currency or stored.company.tier.currency.upper()
+        else:
+            stored.currency = ""
         stored.full_clean()
         stored.save()
         audit_record(
