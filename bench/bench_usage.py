@@ -1,122 +1,158 @@
-"""Usage metering on PostgreSQL behind gunicorn: batch and single-event ingestion (with
-a raw COPY of the same rows as the yardstick), the usage summary at 10,000 companies and
-10 million events, and the nightly monitor at 10,000 and 100,000 companies.
-
-Sizes can be lowered for a quick look: BENCH_USAGE_EVENTS, BENCH_USAGE_COMPANIES,
-BENCH_USAGE_COMPANIES_BIG. Run: ``make bench BENCH=usage``.
-"""
+"""Usage metering on PostgreSQL behind gunicorn (3 sync workers): batch ingestion (1,000
+events a request), the usage summary at COMPANIES companies and EVENTS events, and the
+nightly monitor's scan (dry run) at COMPANIES_BIG companies. Single-event ingestion is
+bench_ingest's. Sizes: BENCH_USAGE_BATCHES (requests of 1,000 events, default 120),
+BENCH_USAGE_BATCH_SIZE (default 1,000), BENCH_USAGE_EVENTS (default 10,000,000),
+BENCH_USAGE_COMPANIES (default 10,000), BENCH_USAGE_COMPANIES_BIG (default 100,000),
+BENCH_USAGE_ROUNDS (default 3), BENCH_USAGE_SECONDS (summary wrk turn, default 5),
+BENCH_USAGE_CONNECTIONS (default 4)."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
-from benchdb import bench_database, describe, start_gunicorn
+from benchdb import (
+    Request,
+    bench_database,
+    check_status,
+    gunicorn,
+    http_client,
+    merge,
+    size,
+    take_turns,
+    wrk,
+)
+from table import BenchFailure, Row
 
-EVENTS = int(os.environ.get("BENCH_USAGE_EVENTS", 10_000_000))
-COMPANIES = int(os.environ.get("BENCH_USAGE_COMPANIES", 10_000))
-COMPANIES_BIG = int(os.environ.get("BENCH_USAGE_COMPANIES_BIG", 100_000))
-BATCHES, BATCH_CLIENTS = 120, 3
-SINGLE_CLIENTS, SINGLE_PER_CLIENT = 16, 250
-ROOT = Path(__file__).resolve().parent.parent
+BASELINE = (
+    "Batch ingestion: `COPY` of the same number of rows, same columns, into a table made "
+    "`LIKE usage_usageevent INCLUDING ALL` (the same indexes, the unique event key among them) with "
+    "the same foreign keys added (company, feature, API key), followed in the same transaction by the "
+    "counter roll-up (`INSERT … SELECT … GROUP BY … ON CONFLICT DO UPDATE` of the sums into a table "
+    "made `LIKE usage_usagecounter`, its foreign keys too); one connection. It takes turns with the "
+    "project's `POST /api/v1/usage/events/` (3 keep-alive Python clients, 1,000 events a request, "
+    "every answer must be 200). The project's event table may be partitioned by month; the COPY "
+    "target is one plain table. Summary: the yardstick server (`bench/yardstick_wsgi.py`, same "
+    "gunicorn, 3 workers) answers `GET /summary` with one indexed read of the company's counters; "
+    "wrk loads it and `GET /api/v1/usage/summary/` in turns with the same 50 companies' keys. "
+    "Monitor: the bare SQL read of the same counters joined with companies and tier limits at the "
+    "80 % level, taking turns with `usage_monitor_run(dry_run=True)`."
+)
+BATCHES = size("BENCH_USAGE_BATCHES", 120)
+BATCH_SIZE = size("BENCH_USAGE_BATCH_SIZE", 1000)
+EVENTS = size("BENCH_USAGE_EVENTS", 10_000_000)
+COMPANIES = size("BENCH_USAGE_COMPANIES", 10_000)
+COMPANIES_BIG = size("BENCH_USAGE_COMPANIES_BIG", 100_000)
+ROUNDS = size("BENCH_USAGE_ROUNDS", 3)
+SECONDS = size("BENCH_USAGE_SECONDS", 5)
+CONNECTIONS = size("BENCH_USAGE_CONNECTIONS", 4)
+CLIENTS = 3
+FEATURES = ("quotes", "bulk_jobs", "directory_invites")
+SUMMARY_P99_MS = 20.0
+MONITOR_GOAL_S = 10.0
 
 
-def _run_threads(n: int, target) -> float:
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - started
+def _copy_fks(cursor, source: str, target: str) -> int:
+    cursor.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass "
+                   "AND contype = 'f' ORDER BY conname", [source])
+    defs = [d for (d,) in cursor.fetchall()]
+    for i, definition in enumerate(defs):
+        cursor.execute(f"ALTER TABLE {target} ADD CONSTRAINT {target}_fk_{i} {definition}")
+    return len(defs)
 
 
-def bench_ingestion(base: str, secret: str, company_id: int) -> None:
-    import httpx
-    from django.db import connection
+def bench_batch(base: str, secret: str, key_id: str, company_id: int, period_start: datetime) -> Row:
+    from django.db import connection, transaction
 
-    bodies = [
-        json.dumps({"events": [
-            {"feature": ("quotes", "bulk_jobs", "directory_invites")[i % 3], "quantity": 1 + i % 5,
-             "idempotency_key": f"batch-{b}-{i}"}
-            for i in range(1000)
-        ]}).encode()
-        for b in range(BATCHES)
-    ]
+    per_round = max(1, BATCHES // ROUNDS)
     headers = {"Authorization": f"Api-Key {secret}", "Content-Type": "application/json"}
-    statuses: list[int] = []
-
-    def batch_client(n: int) -> None:
-        with httpx.Client(headers=headers, timeout=60) as client:
-            for body in bodies[n::BATCH_CLIENTS]:
-                statuses.append(client.post(f"{base}/api/v1/usage/events/", content=body).status_code)
-
-    # warm-up
-    with httpx.Client(headers=headers) as client:
-        client.post(f"{base}/api/v1/usage/events/", content=json.dumps(
-            {"events": [{"feature": "quotes", "idempotency_key": "warm"}]}))
-    elapsed = _run_threads(BATCH_CLIENTS, batch_client)
-    rate = BATCHES * 1000 / elapsed
-    assert set(statuses) == {200}, set(statuses)
-    print(f"batch ingestion: {rate:,.0f} events/s ({BATCHES} requests x 1,000 events, "
-          f"{BATCH_CLIENTS} clients, {elapsed:.2f} s)")
-
-    # The yardstick: COPY of the same rows into a same-shaped table (same unique index).
-    now = datetime.now(UTC)
-    rows = [
-        (company_id, 1 + i % 3, 1 + i % 5, f"copy-{b}-{i}", "x" * 32, now, now, now)
-        for b in range(BATCHES) for i in range(1000)
-    ]
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE bench_copy (LIKE usage_usageevent INCLUDING ALL)")
+        cursor.execute("CREATE TABLE bench_counter (LIKE usage_usagecounter INCLUDING ALL)")
+        fks = _copy_fks(cursor, "usage_usageevent", "bench_copy") + _copy_fks(cursor, "usage_usagecounter",
+                                                                               "bench_counter")
+        cursor.execute("SELECT code, id FROM billing_feature WHERE code = ANY(%s)", [list(FEATURES)])
+        feature_ids = dict(cursor.fetchall())
+
+    def bodies(r: int) -> list[bytes]:
+        return [json.dumps({"events": [
+            {"feature": FEATURES[i % 3], "quantity": 1 + i % 5, "idempotency_key": f"batch-{r}-{b}-{i}"}
+            for i in range(BATCH_SIZE)]}).encode() for b in range(per_round)]
+
+    prepared = [bodies(r) for r in range(ROUNDS)]
+    with http_client(headers=headers, timeout=120) as client:  # warm-up
+        check_status(client.post(f"{base}/api/v1/usage/events/",
+                                 content=json.dumps({"events": [{"feature": "quotes", "idempotency_key": "warm"}]})))
+
+    def project(r: int) -> float:
+        queue = list(prepared[r])
+        lock = threading.Lock()
+        errors: list[BaseException] = []
+
+        def client_thread() -> None:
+            try:
+                with http_client(headers=headers, timeout=120) as client:
+                    while True:
+                        with lock:
+                            if not queue:
+                                return
+                            body = queue.pop()
+                        check_status(client.post(f"{base}/api/v1/usage/events/", content=body),
+                                     what="batch ingest")
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=client_thread) for _ in range(CLIENTS)]
         started = time.perf_counter()
-        with cursor.cursor.copy(
-            "COPY bench_copy (company_id, feature_id, quantity, idempotency_key, fingerprint, "
-            "occurred_at, received_at, period_start) FROM STDIN"
-        ) as copy:
-            for row in rows:
-                copy.write_row(row)
-        copy_rate = len(rows) / (time.perf_counter() - started)
-        cursor.execute("DROP TABLE bench_copy")
-    print(f"raw COPY of the same rows: {copy_rate:,.0f} rows/s -> ingestion is {rate / copy_rate:.0%} of COPY")
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0] if isinstance(errors[0], BenchFailure) else BenchFailure(repr(errors[0]))
+        return per_round * BATCH_SIZE / (time.perf_counter() - started)
 
-    latencies: list[float] = []
-    codes: list[int] = []
+    def baseline(r: int) -> float:
+        now = datetime.now(UTC)
+        rows = [(company_id, feature_ids[FEATURES[i % 3]], 1 + i % 5, f"copy-{r}-{b}-{i}", "x" * 64, now, now,
+                 period_start, key_id) for b in range(per_round) for i in range(BATCH_SIZE)]
+        started = time.perf_counter()
+        with transaction.atomic(), connection.cursor() as cursor:
+            with cursor.cursor.copy(
+                "COPY bench_copy (company_id, feature_id, quantity, idempotency_key, fingerprint, occurred_at, "
+                "received_at, period_start, api_key_id) FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(
+                """INSERT INTO bench_counter (company_id, feature_id, period_start, period_end, used, updated_at)
+                   SELECT company_id, feature_id, period_start, period_start + interval '1 month', sum(quantity), now()
+                   FROM bench_copy WHERE idempotency_key LIKE %s GROUP BY company_id, feature_id, period_start
+                   ON CONFLICT (company_id, feature_id, period_start)
+                   DO UPDATE SET used = bench_counter.used + EXCLUDED.used, updated_at = now()""",
+                [f"copy-{r}-%"],
+            )
+        return len(rows) / (time.perf_counter() - started)
 
-    def single_client(n: int) -> None:
-        with httpx.Client(headers=headers, timeout=30) as client:
-            for i in range(SINGLE_PER_CLIENT):
-                body = json.dumps({"events": [{"feature": "quotes", "idempotency_key": f"s-{n}-{i}"}]})
-                started = time.perf_counter()
-                r = client.post(f"{base}/api/v1/usage/events/", content=body)
-                latencies.append((time.perf_counter() - started) * 1000)
-                codes.append(r.status_code)
+    got = take_turns(ROUNDS, project=project, baseline=baseline)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM usage_usageevent WHERE company_id = %s "
+                       "AND idempotency_key LIKE 'batch-%%'", [company_id])
+        stored = cursor.fetchone()[0]
+        cursor.execute("DROP TABLE bench_copy, bench_counter")
+    if stored != ROUNDS * per_round * BATCH_SIZE:
+        raise BenchFailure(f"{stored} batch events stored, expected {ROUNDS * per_round * BATCH_SIZE}")
 
-    elapsed = _run_threads(SINGLE_CLIENTS, single_client)
-    assert set(codes) == {200}, set(codes)
-    print(f"single-event requests, {SINGLE_CLIENTS} Python client threads: {len(codes) / elapsed:,.0f} requests/s; "
-          f"{describe(latencies)}")
-    if shutil.which("wrk"):
-        # The same load from a C client, so the generator takes less of the 2 cores.
-        out = subprocess.run(
-            ["wrk", "-t2", f"-c{SINGLE_CLIENTS}", "-d10s", "-s", str(ROOT / "bench" / "wrk_single_event.lua"),
-             "-H", f"Authorization: {headers['Authorization']}", "-H", "Content-Type: application/json",
-             base],
-            capture_output=True, text=True, check=True,
-        ).stdout
-        stats = dict(item.split("=") for item in out.split("WRK ", 1)[1].split())
-        rate = int(stats["requests"]) / (int(stats["duration_us"]) / 1e6)
-        print(f"single-event requests, wrk {SINGLE_CLIENTS} connections: {rate:,.0f} requests/s; "
-              f"p50 {int(stats['p50_us']) / 1000:.2f} ms, p99 {int(stats['p99_us']) / 1000:.2f} ms, "
-              f"non-2xx {stats['non2xx']}")
-    else:
-        print("single-event requests with wrk: skipped (apt-get install wrk)")
+    def rate(samples: list[float]) -> float:
+        return len(samples) / sum(1 / s for s in samples)
+
+    p, b = rate(got["project"]), rate(got["baseline"])
+    return Row("usage", f"batch ingest, {BATCH_SIZE:,} events a request, {CLIENTS} clients",
+               f"{p:,.0f} events/s", f"fair COPY + roll-up: {b:,.0f} rows/s", p / b, "≥ 0.6 of the fair COPY",
+               p / b >= 0.6, note=f"{fks} foreign keys on the COPY side, events and counters")
 
 
 def _make_companies(n: int, start_no: int) -> list[int]:
@@ -124,11 +160,9 @@ def _make_companies(n: int, start_no: int) -> list[int]:
     from billing.plans.models import Tier
 
     tiers = list(Tier.objects.order_by("order"))
-    objs = [
-        Company(name=f"Bench {i}", slug=f"bench-{i}", tier=tiers[i % len(tiers)])
-        for i in range(start_no, start_no + n)
-    ]
-    Company.objects.bulk_create(objs, batch_size=5000)
+    Company.objects.bulk_create(
+        [Company(name=f"Bench {i}", slug=f"bench-{i}", tier=tiers[i % len(tiers)])
+         for i in range(start_no, start_no + n)], batch_size=5000)
     return list(Company.objects.filter(slug__startswith="bench-").order_by("id").values_list("id", flat=True))
 
 
@@ -138,8 +172,7 @@ def _generate_events(company_ids: list[int], lo: int, hi: int, period_start: dat
 
     first, n = company_ids[0], len(company_ids)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT id FROM billing_feature WHERE code IN ('quotes','bulk_jobs','directory_invites') "
-                       "ORDER BY id")
+        cursor.execute("SELECT id FROM billing_feature WHERE code = ANY(%s) ORDER BY id", [list(FEATURES)])
         f = [r[0] for r in cursor.fetchall()]
         step = 1_000_000
         for a in range(lo, hi, step):
@@ -164,15 +197,57 @@ def _rebuild_counters(period_start: datetime, period_end: datetime) -> None:
                ON CONFLICT (company_id, feature_id, period_start) DO UPDATE SET used = EXCLUDED.used""",
             [period_end, period_start],
         )
-        # 1 % of companies over a limit, 1 % at warning level (the first night's work).
-        cursor.execute(
-            """UPDATE usage_usagecounter c SET used = CASE WHEN c.company_id % 100 = 0
-                      THEN l.included * 13 / 10 ELSE l.included * 85 / 100 END
-               FROM billing_company co, billing_tierlimit l
-               WHERE co.id = c.company_id AND l.tier_id = co.tier_id AND l.feature_id = c.feature_id
-                 AND l.included IS NOT NULL AND c.company_id % 100 IN (0, 1)"""
-        )
         cursor.execute("ANALYZE usage_usagecounter; ANALYZE billing_company; ANALYZE usage_usageevent")
+
+
+def bench_summary(project: str, yardstick: str, secrets: list[str], events: int) -> Row:
+    loads = {
+        "project": [Request("GET", "/api/v1/usage/summary/", {"Authorization": f"Api-Key {s}"}) for s in secrets],
+        "baseline": [Request("GET", "/summary", {"Authorization": f"Api-Key {s}"}) for s in secrets],
+    }
+    bases = {"project": project, "baseline": yardstick}
+
+    def load(side: str, seconds: float = SECONDS):
+        return lambda r: wrk(bases[side], loads[side], connections=CONNECTIONS, seconds=seconds,
+                             what=f"usage summary ({side})")
+
+    load("project", 1)(0)
+    load("baseline", 1)(0)
+    got = take_turns(ROUNDS, project=load("project"), baseline=load("baseline"))
+    p, b = merge(got["project"]), merge(got["baseline"])
+    return Row("usage", f"summary at {events:,} events, {len(secrets)} companies' keys, wrk {CONNECTIONS} "
+               "connections", p.text(), b.text(), p.rate / b.rate, f"p99 ≤ {SUMMARY_P99_MS:.0f} ms",
+               p.p99_ms <= SUMMARY_P99_MS)
+
+
+def bench_monitor(companies: int) -> Row:
+    from django.db import connection
+
+    from usage.monitor import usage_monitor_run
+
+    def project(r: int) -> float:
+        started = time.perf_counter()
+        usage_monitor_run(dry_run=True, trigger="bench")
+        return time.perf_counter() - started
+
+    def bare(r: int) -> float:
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """SELECT c.company_id, c.feature_id, c.period_start, c.used, l.included
+                   FROM usage_usagecounter c JOIN billing_company co ON co.id = c.company_id
+                   JOIN billing_tierlimit l ON l.tier_id = co.tier_id AND l.feature_id = c.feature_id
+                   WHERE c.period_end > now() - interval '2 days' AND l.included IS NOT NULL
+                     AND c.used * 100 >= l.included * 80
+                   ORDER BY c.company_id, c.feature_id, c.period_start"""
+            )
+            cursor.fetchall()
+        return time.perf_counter() - started
+
+    got = take_turns(ROUNDS, project=project, bare=bare)
+    p, b = max(got["project"]), max(got["bare"])
+    return Row("usage", f"monitor scan (dry run), {companies:,} companies", f"{p:.2f} s (worst of {ROUNDS})",
+               f"bare SQL read: {b:.2f} s", b / p, f"≤ {MONITOR_GOAL_S:.0f} s", p <= MONITOR_GOAL_S)
 
 
 def _zero_counters_for(company_ids: list[int], period_start: datetime, period_end: datetime) -> None:
@@ -186,80 +261,30 @@ def _zero_counters_for(company_ids: list[int], period_start: datetime, period_en
                ON CONFLICT DO NOTHING""",
             [period_start, period_end, company_ids],
         )
+        cursor.execute("ANALYZE usage_usagecounter; ANALYZE billing_company")
 
 
-def _time_monitor(label: str, *, dry_run: bool) -> None:
-    from usage.monitor import usage_monitor_run
-
-    started = time.perf_counter()
-    run = usage_monitor_run(dry_run=dry_run, trigger="bench")
-    elapsed = time.perf_counter() - started
-    print(f"monitor {label}: {elapsed:.2f} s ({'dry run' if dry_run else 'run'}; {run.companies_scanned:,} "
-          f"companies, {run.warnings:,} warning, {run.breaches:,} over, {run.new_tasks:,} new tasks)")
-
-
-def bench_summary(base: str, secrets: list[str]) -> None:
-    import httpx
-
-    latencies: list[float] = []
-    with httpx.Client(timeout=30) as client:
-        for i in range(2000):
-            started = time.perf_counter()
-            r = client.get(f"{base}/api/v1/usage/summary/",
-                           headers={"Authorization": f"Api-Key {secrets[i % len(secrets)]}"})
-            latencies.append((time.perf_counter() - started) * 1000)
-            assert r.status_code == 200, r.text
-    print(f"summary over HTTP (one client, {len(secrets)} companies' keys): {describe(latencies)}")
-
-
-def main() -> None:
+def main() -> list[Row]:
+    rows: list[Row] = []
     with bench_database() as db_name:
-        from django.db import connection
-        from django.test.utils import CaptureQueriesContext
-
         from accounts.models import Company, CompanyAPIKey
         from accounts.selectors import company_period
-        from usage.selectors import usage_summary
 
-        print(f"database: {connection.vendor} {db_name}")
         home = Company.objects.create(name="Ingest Co", slug="ingest-co")
-        _, secret = CompanyAPIKey.objects.create_key(company=home, name="bench")
-        proc, base = start_gunicorn(db_name, env={"USAGE_INGEST_RATE": "10000000/min"})
-        try:
-            bench_ingestion(base, secret, home.pk)
+        key, secret = CompanyAPIKey.objects.create_key(company=home, name="bench")
+        period_start, period_end = company_period(home)
+        with gunicorn(db_name, env={"USAGE_INGEST_RATE": "10000000/min"}) as project, \
+                gunicorn(db_name, app="yardstick_wsgi:app") as yardstick:
+            rows.append(bench_batch(project, secret, key.pk, home.pk, period_start))
 
-            period_start, period_end = company_period(home)
             ids = _make_companies(COMPANIES, 0)
-            started = time.perf_counter()
-            _generate_events(ids, 0, EVENTS // 10, period_start)
+            _generate_events(ids, 0, EVENTS, period_start)
             _rebuild_counters(period_start, period_end)
-            print(f"generated {EVENTS // 10:,} events for {len(ids):,} companies in "
-                  f"{time.perf_counter() - started:.0f} s")
-            _time_monitor(f"{len(ids):,} companies, {EVENTS // 10:,} events", dry_run=True)
+            sample = list(Company.objects.filter(pk__in=ids[:: max(1, len(ids) // 50)]))
+            secrets = [CompanyAPIKey.objects.create_key(company=c, name="bench")[1] for c in sample]
+            rows.append(bench_summary(project, yardstick, secrets, EVENTS))
 
-            started = time.perf_counter()
-            _generate_events(ids, EVENTS // 10, EVENTS, period_start)
-            _rebuild_counters(period_start, period_end)
-            print(f"generated {EVENTS - EVENTS // 10:,} more events in {time.perf_counter() - started:.0f} s")
-            _time_monitor(f"{len(ids):,} companies, {EVENTS:,} events", dry_run=True)
-            _time_monitor(f"{len(ids):,} companies, {EVENTS:,} events, first night", dry_run=False)
-            _time_monitor(f"{len(ids):,} companies, {EVENTS:,} events, next night", dry_run=False)
-
-            companies = list(Company.objects.filter(pk__in=ids[:: max(1, len(ids) // 50)]))
-            secrets = [CompanyAPIKey.objects.create_key(company=c, name="bench")[1] for c in companies]
-            company = Company.objects.select_related("tier").get(pk=ids[1])
-            with CaptureQueriesContext(connection) as ctx:
-                usage_summary(company=company)
-            print(f"summary queries: {len(ctx.captured_queries)} (in-process; plus the key lookup over HTTP)")
-            bench_summary(base, secrets)
-
-            more = _make_companies(COMPANIES_BIG - len(ids), len(ids))
-            _zero_counters_for(more[len(ids):], period_start, period_end)
-            with connection.cursor() as cursor:
-                cursor.execute("ANALYZE usage_usagecounter; ANALYZE billing_company")
-            _time_monitor(f"{len(more):,} companies", dry_run=True)
-            _time_monitor(f"{len(more):,} companies, next night", dry_run=False)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-            connection.close()
+        more = _make_companies(max(0, COMPANIES_BIG - len(ids)), len(ids))
+        _zero_counters_for(more[len(ids):], period_start, period_end)
+        rows.append(bench_monitor(len(more)))
+    return rows
