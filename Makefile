@@ -1,7 +1,8 @@
 # make demo  — venv, install, migrate, demo data, and web + worker + beat on embedded
 #              defaults (SQLite, filesystem broker, file cache). Ctrl-C stops all.
 # make test  — install test deps and run the whole suite on PostgreSQL + Redis.
-# make bench — benchmarks (figures go to bench/RESULTS.md by hand).
+# make bench — benchmarks: one table of figures against same-run baselines, written to
+#              bench/RESULTS.md (BENCH="audit usage" for some; BENCH_* sizes, see the README).
 # make lint  — ruff, the layers contract (import-linter) and mypy.
 # make chaos — the fault suite (tests/chaos): its own PostgreSQL, Redis and RabbitMQ,
 #              gunicorn, a worker and beat, killed and restarted during work. Not in `make test`.
@@ -57,8 +58,17 @@ chaos: install-dev
 		$(CHAOS_ENV) CHAOS_BROKER=$$broker $(PY) -m pytest tests/chaos -p no:cacheprovider $(PYTEST_ARGS) || exit 1; \
 	done
 
+# Benchmarks use a Redis DB of their own (cache and broker); bench/run.py clears its routing
+# state (regions:routing:v1) before and after every bench, and each bench gets a database
+# copied from one migrated template, all dropped at the end.
+BENCH_DATABASE_URL ?= $(TEST_DATABASE_URL)
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/15
+BENCH_ENV = DATABASE_URL=$(BENCH_DATABASE_URL) CACHE_URL=$(BENCH_REDIS_URL) \
+	CELERY_BROKER_URL=$(BENCH_REDIS_URL) VAR_DIR=$(TEST_VAR_DIR)
+
 bench: install-dev
-	$(TEST_ENV) DEBUG=false $(PY) bench/run.py $(BENCH)
+	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+	$(BENCH_ENV) DEBUG=false $(PY) bench/run.py $(BENCH)
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
