@@ -59,9 +59,19 @@ EXPORT_FIELDS = [
 
 
 def audit_export_rows(
-    *, since: datetime | None = None, until: datetime | None = None
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after_seq: int | None = None,
+    through_seq: int | None = None,
 ) -> Iterator[dict]:
+    """Records in chain order; by time (``since`` inclusive, ``until`` exclusive) and/or by
+    chain position (``after_seq`` exclusive, ``through_seq`` inclusive: an unbroken run)."""
     qs = AuditLog.objects.order_by("seq")
+    if after_seq is not None:
+        qs = qs.filter(seq__gt=after_seq)
+    if through_seq is not None:
+        qs = qs.filter(seq__lte=through_seq)
     if since is not None:
         qs = qs.filter(created_at__gte=since)
     if until is not None:

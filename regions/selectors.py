@@ -96,7 +96,9 @@ def _span_label(seconds: float) -> str:
     return f"over the last {max(seconds / 60, 1):.0f} min"
 
 
-def service_availability(*, now: datetime | None = None, slo_target: Decimal | float | None = None) -> Availability:
+def service_availability(
+    *, now: datetime | None = None, slo_target: Decimal | float | None = None, since: datetime | None = None
+) -> Availability:
     """Availability of the serving region over the last 30 days, or over as much of them
     as there are probes for.
 
@@ -106,13 +108,15 @@ def service_availability(*, now: datetime | None = None, slo_target: Decimal | f
     covered time, downtime the failed share, and the error budget is what the SLO allows
     over that same covered time — so the budget runs out exactly when availability drops
     below the target, and a young deployment is judged on what it has, labelled as such.
+    ``since`` measures another window ending at ``now`` (a calendar month for the SOC 2
+    evidence pack) the same way.
     """
     now = now or timezone.now()
     policy = policy_get()
     target = float(slo_target if slo_target is not None else policy.slo_target)
     cap = timedelta(seconds=2 * policy.probe_interval_seconds)
     probes = (
-        Probe.objects.filter(was_active=True, checked_at__gte=now - SLO_WINDOW, checked_at__lte=now)
+        Probe.objects.filter(was_active=True, checked_at__gte=since or now - SLO_WINDOW, checked_at__lte=now)
         .order_by()
         .annotate(next_at=Window(Lead("checked_at"), order_by=F("checked_at").asc()))
         .annotate(until=Least(Coalesce("next_at", Value(now)), F("checked_at") + Value(cap)))

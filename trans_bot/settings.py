@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "regions",
     "customers",
     "growth",
+    "compliance",
 ]
 
 MIDDLEWARE = [
