@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from accounts.models import Company, CompanyAPIKey
 from audit.services import Actor
-from billing.plans.selectors import Entitlement, entitlements_effective
+from billing.plans.cache import entitlements_cached
+from billing.plans.selectors import Entitlement
 from core.errors import ApplicationError, Conflict, ErrorKind
 from core.money import format_money
 from usage.crossings import Reached, company_alert_levels, crossings_record, levels_between, reached_rows
@@ -204,12 +205,13 @@ def _insert_portable(
 
 def _entitlements(*, company: Company, events: list[EventIn], now: datetime) -> dict[datetime, dict[int, Entitlement]]:
     """Period start → feature id → the effective entitlement in each period the batch
-    counts in (at ``now``, or at a closed period's last moment)."""
+    counts in (at ``now``, or at a closed period's last moment), from this process's
+    hot-path cache (no query once warm; a change is seen within a second)."""
     assert company.tier_id is not None
     out: dict[datetime, dict[int, Entitlement]] = {}
     for start, end in {(e.period_start, e.period_end) for e in events}:
         at = min(now, end - timedelta(microseconds=1))
-        found = entitlements_effective(company_id=company.pk, tier_id=company.tier_id, at=at)
+        found = entitlements_cached(company_id=company.pk, tier_id=company.tier_id, at=at)
         out[start] = {entitlement.feature_id: entitlement for entitlement in found.values()}
     return out
 
