@@ -109,7 +109,7 @@ class ExperimentAdmin(AuditedInlinesMixin, admin.ModelAdmin):
             diff = "control" if r.comparison is None else f"{r.comparison.difference * 100:+.1f} pts"
             p = "" if r.comparison is None or r.comparison.p_value is None else f"{r.comparison.p_value:.3f}"
             return (
-                r.key,
+                "holdout (no prompt)" if r.is_holdout else r.key,
                 r.exposed,
                 r.converted,
                 f"{r.rate * 100:.1f} %",

@@ -91,11 +91,19 @@ class ExposureSource(models.TextChoices):
     EMAIL = "email", "E-mail"
 
 
+HOLDOUT = "holdout"  # what results and the API call the holdout's "variant"
+
+
 class Exposure(models.Model):
-    """A prompt was shown. One row per company, experiment and day (INSERT ... ON CONFLICT DO NOTHING)."""
+    """A prompt was shown, or for the holdout (no variant) would have been: the company was
+    at the threshold and was shown nothing. One row per company, experiment and day
+    (INSERT ... ON CONFLICT DO NOTHING)."""
 
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="exposures")
-    variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="exposures")
+    variant = models.ForeignKey(
+        Variant, null=True, blank=True, on_delete=models.CASCADE, related_name="exposures",
+        help_text="Empty for the holdout.",
+    )
     company = models.ForeignKey("accounts.Company", on_delete=models.CASCADE, related_name="+")
     day = models.DateField()
     shown_at = models.DateTimeField()
@@ -108,14 +116,17 @@ class Exposure(models.Model):
         indexes = [models.Index(fields=["company", "shown_at"])]
 
     def __str__(self) -> str:
-        return f"{self.company_id} saw {self.variant_id} on {self.day}"
+        return f"{self.company_id} saw {self.variant_id or HOLDOUT} on {self.day}"
 
 
 class Conversion(models.Model):
     """A completed upgrade within the window after the company's first exposure (one per experiment)."""
 
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="conversions")
-    variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="conversions")
+    variant = models.ForeignKey(
+        Variant, null=True, blank=True, on_delete=models.CASCADE, related_name="conversions",
+        help_text="Empty for the holdout.",
+    )
     company = models.ForeignKey("accounts.Company", on_delete=models.CASCADE, related_name="+")
     first_exposed_at = models.DateTimeField()
     converted_at = models.DateTimeField()
@@ -131,3 +142,23 @@ class Conversion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.company_id} converted on {self.converted_at:%Y-%m-%d}"
+
+
+class Booking(models.Model):
+    """A booking the product made (the quote→book feed): the back office sees quotes as
+    metered usage but not what became of them. One row per company and idempotency key."""
+
+    company = models.ForeignKey("accounts.Company", on_delete=models.CASCADE, related_name="+")
+    idempotency_key = models.CharField(max_length=255)
+    quantity = models.PositiveIntegerField(default=1)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["company", "idempotency_key"], name="growth_booking_unique_key"),
+        ]
+        indexes = [models.Index(fields=["occurred_at"], name="growth_booking_occurred")]
+
+    def __str__(self) -> str:
+        return f"{self.company_id}:{self.idempotency_key}"

@@ -11,7 +11,7 @@ from django.db.models import Count, F, Q, Sum
 
 from accounts.models import Company
 from growth.assignment import assign
-from growth.models import Experiment, ExperimentStatus, Placement, Variant
+from growth.models import HOLDOUT, Experiment, ExperimentStatus, Placement, Variant
 from growth.stats import Comparison, compare, enough_data, rate_interval
 
 
@@ -70,9 +70,9 @@ def prompt_content(variant: Variant, *, experiment: Experiment | None) -> dict[s
 
 @dataclass(frozen=True)
 class Prompt:
-    content: dict[str, Any]
+    content: dict[str, Any] | None  # None: the holdout, shown nothing but measured as exposed
     experiment: Experiment | None  # None for a shipped default: nothing to measure
-    variant: Variant
+    variant: Variant | None  # None: the holdout
 
 
 CANDIDATES_TTL = 60  # seconds; the services clear it on start, stop and ship
@@ -111,8 +111,9 @@ def placement_candidates(placement: str) -> list[Variant]:
 
 def placement_prompt(*, company: Company, placement: str, summary: dict[str, Any] | None) -> Prompt | None:
     """What to show the company at ``placement``, given its usage summary: its variant of
-    the running experiment (nothing in the holdout), else the shipped winner; and only once
-    a feature's usage reached the variant's threshold. One query."""
+    the running experiment, else the shipped winner; and only once a feature's usage
+    reached the variant's threshold. A holdout company at the control's threshold gets a
+    Prompt without content: it is shown nothing, and counted as the holdout. One query."""
     candidates = placement_candidates(placement)
     running = [v for v in candidates if v.experiment.status == ExperimentStatus.RUNNING]
     experiment: Experiment | None = None
@@ -120,6 +121,11 @@ def placement_prompt(*, company: Company, placement: str, summary: dict[str, Any
     if running:
         experiment = running[0].experiment
         variant = company_variant(experiment=experiment, company=company, variants=running)
+        if variant is None:
+            control = next((v for v in running if v.is_control), running[0])
+            if _peak_percent(summary) < control.threshold_percent:
+                return None
+            return Prompt(None, experiment, None)
     else:
         winners = sorted(candidates, key=lambda v: (v.experiment.stops_at or v.experiment.created_at, v.pk))
         variant = winners[-1] if winners else None
@@ -129,9 +135,14 @@ def placement_prompt(*, company: Company, placement: str, summary: dict[str, Any
 
 
 def summary_prompt_fill(company: Company, summary: dict[str, Any], at: datetime) -> None:
-    """The usage summary API's ``upgrade.prompt`` (the frontend records the exposure when it shows it)."""
+    """The usage summary API's ``upgrade.prompt`` (the frontend records the exposure when it
+    shows it) and ``upgrade.holdout``: the experiment a holdout company would have seen a
+    prompt of, for the frontend to record that it showed nothing."""
     prompt = placement_prompt(company=company, placement=Placement.API_PROMPT, summary=summary)
-    summary.setdefault("upgrade", {})["prompt"] = prompt.content if prompt is not None else None
+    upgrade = summary.setdefault("upgrade", {})
+    upgrade["prompt"] = prompt.content if prompt is not None else None
+    held = prompt is not None and prompt.variant is None and prompt.experiment is not None
+    upgrade["holdout"] = {"experiment": prompt.experiment.key} if held else None  # type: ignore[union-attr]
 
 
 @dataclass(frozen=True)
@@ -146,11 +157,13 @@ class VariantResult:
     revenue_uplift: int
     comparison: Comparison | None  # None for the control itself
     enough_data: bool
+    is_holdout: bool = False
 
 
 def experiment_results(experiment: Experiment) -> list[VariantResult]:
     """Per variant: companies exposed, companies converted, rate with its 95 % Wilson
-    interval, monthly revenue uplift, and the test against control."""
+    interval, monthly revenue uplift, and the test against control. Last, when the
+    experiment has a holdout, the same for it ("no prompt at all") against control."""
     rows = (
         Variant.objects.filter(experiment=experiment)
         .annotate(
@@ -159,33 +172,40 @@ def experiment_results(experiment: Experiment) -> list[VariantResult]:
         )
         .order_by("key")
     )
-    uplift = dict(
+    uplift: dict[int | None, int] = dict(  # variant id (None: the holdout) → total
         experiment.conversions.values("variant_id").annotate(total=Sum("revenue_uplift")).values_list(
             "variant_id", "total"
         )
     )
-    counted = [(v, int(v.exposed), int(v.converted)) for v in rows]
-    control = next(((e, c) for v, e, c in counted if v.is_control), None)
+    counted: list[tuple[str, bool, int | None, int, int]] = [
+        (v.key, v.is_control, v.pk, int(v.exposed), int(v.converted)) for v in rows
+    ]
+    held_exposed = experiment.exposures.filter(variant__isnull=True).values("company").distinct().count()
+    if experiment.holdout_share > 0 or held_exposed:
+        held_converted = experiment.conversions.filter(variant__isnull=True).count()
+        counted.append((HOLDOUT, False, None, held_exposed, held_converted))
+    control = next(((e, c) for _, is_control, _, e, c in counted if is_control), None)
     results = []
-    for variant, exposed, converted in counted:
+    for key, is_control, pk, exposed, converted in counted:
         comparison = None
-        if control is not None and not variant.is_control:
+        if control is not None and not is_control:
             comparison = compare(
                 converted=converted, exposed=exposed, control_converted=control[1], control_exposed=control[0]
             )
         low, high = rate_interval(converted, exposed)
         results.append(
             VariantResult(
-                key=variant.key,
-                is_control=variant.is_control,
+                key=key,
+                is_control=is_control,
                 exposed=exposed,
                 converted=converted,
                 rate=converted / exposed if exposed else 0.0,
                 low=low,
                 high=high,
-                revenue_uplift=int(uplift.get(variant.pk) or 0),
+                revenue_uplift=int(uplift.get(pk) or 0),
                 comparison=comparison,
                 enough_data=enough_data(exposed=exposed, converted=converted),
+                is_holdout=pk is None,
             )
         )
     return results
@@ -211,6 +231,7 @@ def results_sentence(results: list[VariantResult]) -> str:
             if r.enough_data and control.enough_data
             else "not enough data yet (needs 100 companies exposed and 10 conversions per variant)"
         )
-        parts.append(f"{r.key} converts {_pct(r.rate)} vs {_pct(control.rate)}, {p_text}; {verdict}")
+        name = "the holdout (no prompt)" if r.is_holdout else r.key
+        parts.append(f"{name} converts {_pct(r.rate)} vs {_pct(control.rate)}, {p_text}; {verdict}")
     return ". ".join(parts) + "." if parts else "Only the control variant: nothing to compare."
 

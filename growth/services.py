@@ -5,6 +5,7 @@ exposures and conversions are INSERT ... ON CONFLICT DO NOTHING against unique c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -19,7 +20,7 @@ from audit.services import Actor, audit_record
 from billing.plans.models import Tier
 from core.errors import ApplicationError, Conflict
 from core.links import absolute_url
-from growth.models import Experiment, ExperimentStatus, Exposure, ExposureSource, Placement, Variant
+from growth.models import Booking, Experiment, ExperimentStatus, Exposure, ExposureSource, Placement, Variant
 from growth.selectors import candidates_cache_key, company_variant, experiment_variants, placement_prompt
 
 
@@ -141,19 +142,19 @@ def experiment_ship(
 
 
 def exposure_record(*, company: Company, experiment: Experiment, source: str, now: datetime | None = None) -> bool:
-    """The company was shown its variant of ``experiment``'s prompt. Counted once per
-    company, experiment and day; False when already counted today or in the holdout."""
+    """The company was shown its variant of ``experiment``'s prompt, or, in the holdout,
+    would have been and was shown nothing (a row without variant: the holdout is measured
+    like a variant). Counted once per company, experiment and day; False when already
+    counted today."""
     now = now or timezone.now()
     if experiment.status != ExperimentStatus.RUNNING:
         raise Conflict(f"Experiment '{experiment.key}' is not running.", code="experiment_not_running")
     variant = company_variant(experiment=experiment, company=company)
-    if variant is None:
-        return False
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO growth_exposure (experiment_id, variant_id, company_id, day, shown_at, source) "
             "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (experiment_id, company_id, day) DO NOTHING RETURNING id",
-            [experiment.pk, variant.pk, company.pk, timezone.localdate(now), now, source],
+            [experiment.pk, variant.pk if variant else None, company.pk, timezone.localdate(now), now, source],
         )
         return cursor.fetchone() is not None
 
@@ -201,7 +202,8 @@ def prompt_show(
     *, company: Company, placement: str, summary: dict[str, Any] | None, source: str, now: datetime | None = None
 ) -> dict[str, Any] | None:
     """The prompt a page is about to render at ``placement``, its exposure recorded (a
-    running experiment's only: a shipped default measures nothing). None: show nothing."""
+    running experiment's only: a shipped default measures nothing). None: show nothing
+    (a holdout company at the threshold is recorded as the holdout's exposure)."""
     prompt = placement_prompt(company=company, placement=placement, summary=summary)
     if prompt is None:
         return None
@@ -221,3 +223,32 @@ def warning_email_prompt(company: Company, percent: float) -> str | None:
         return None
     plans = absolute_url(reverse("customers:plans") + "?" + urlencode({"company": company.slug}))
     return f"{content['headline']} {content['call_to_action']}: {plans}"
+
+
+@dataclass(frozen=True)
+class BookingIn:
+    idempotency_key: str
+    quantity: int
+    occurred_at: datetime
+
+
+def bookings_record(*, company: Company, bookings: list[BookingIn], now: datetime | None = None) -> tuple[int, int]:
+    """Store the product's bookings (the quote→book feed): one statement, a key already
+    stored for the company is a duplicate and changes nothing. Returns (accepted, duplicates)."""
+    now = now or timezone.now()
+    if not bookings:
+        return 0, 0
+    rows = ", ".join(["(%s, %s, %s, %s, %s)"] * len(bookings))
+    params: list[Any] = []
+    adapt = connection.ops.adapt_datetimefield_value
+    for b in bookings:
+        params += [company.pk, b.idempotency_key, b.quantity, adapt(b.occurred_at), adapt(now)]
+    with connection.cursor() as cursor:
+        # Portable (PostgreSQL and the demo's SQLite): one multi-row INSERT of placeholders only.
+        cursor.execute(
+            f"INSERT INTO {Booking._meta.db_table} (company_id, idempotency_key, quantity, occurred_at, received_at) "  # noqa: S608
+            f"VALUES {rows} ON CONFLICT (company_id, idempotency_key) DO NOTHING RETURNING 1",
+            params,
+        )
+        accepted = len(cursor.fetchall())
+    return accepted, len(bookings) - accepted

@@ -26,6 +26,7 @@ from ops.models import ACTIVE_TASK_STATUSES, Notification, NotificationStatus, O
 from regions.gate import WriteRefusal, region_is_candidate, writes_refused
 from regions.models import FailoverPolicy, Region
 from regions.selectors import Availability, policy_get, region_uptime, service_availability
+from trans_bot.targets import TargetFigure, business_targets
 from usage.models import BREACH_PERCENT, MonitorRun, ThresholdCrossing
 from usage.selectors import companies_at_usage_level
 
@@ -77,6 +78,7 @@ class Overview:
     alerts_failed: int | None
     slack_on: bool
     generated_at: datetime
+    targets: list[TargetFigure] | None = None  # the seed's business targets (trans_bot.targets)
 
 
 def _month_start(now: datetime) -> datetime:
@@ -170,4 +172,6 @@ def dashboard_overview(*, user: Any, now: datetime | None = None) -> Overview:
         ),
         slack_on=bool(settings.SLACK_WEBHOOK_URL),
         generated_at=now,
+        # Read from billing records: who may view them sees the targets (as on /admin/targets/).
+        targets=business_targets(now=now) if "billing" in visible else None,
     )

@@ -1,21 +1,30 @@
-"""The seed's business targets, read from billing's own records (the composition root may
-read every app): trial→paid, overage's share of revenue, upgrades this month. Quote→book
-needs bookings, which the back office does not receive: it is reported as missing."""
+"""The seed's business targets, read from what billing, usage and growth record (the
+composition root may read every app): trial→paid, overage's share of revenue, upgrades
+this month and quote→book. Shown on the dashboard's targets card and on /admin/targets/."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import reduce
+from operator import or_
 
-from django.db.models import F, Sum
+from django.db.models import Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
-from accounts.models import CompanyStatus
-from billing.stripe.models import BillingEvent, BillingEventKind, BillingEventStatus
+from accounts.models import Company
+from billing.plans.models import Feature
+from billing.plans.periods import period_bounds
+from billing.stripe.models import BillingEvent, BillingEventKind, BillingEventStatus, CompanyStripe
+from growth.models import Booking
+from usage.models import UsageCounter
 
 TRIAL_TO_PAID_TARGET = 0.25
 OVERAGE_SHARE_TARGET = 0.05
 QUOTE_TO_BOOK_TARGET = 0.28
+QUOTES_FEATURE = "quotes"
+# A company is on the booking feed if the product sent one of its bookings this recently.
+BOOKING_FEED_DAYS = 31
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,7 @@ class TargetFigure:
     value: float | None  # None: no data to compute it from
     target: float | None
     detail: str
+    missing: str = "no data"  # what the figure says instead of a value
 
     @property
     def met(self) -> bool | None:
@@ -34,7 +44,7 @@ class TargetFigure:
     @property
     def shown(self) -> str:
         if self.value is None:
-            return "no data"
+            return self.missing
         return f"{self.value * 100:.1f} %" if self.target is not None else f"{self.value:.0f}"
 
     @property
@@ -45,28 +55,30 @@ class TargetFigure:
     def colour(self) -> str:
         return {True: "green", False: "red", None: "grey"}[self.met]
 
+    @property
+    def css(self) -> str:
+        """The dashboard's class for the figure: met, missed, or nothing to judge."""
+        return {True: "tb-good", False: "tb-bad", None: "tb-muted"}[self.met]
+
 
 def _month_start(now: datetime) -> datetime:
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def trial_to_paid(*, now: datetime, days: int) -> tuple[int, int]:
-    """(trials that ended in the last ``days`` days, of them paid). A trial ends when Stripe
-    moves the company's status away from trialing (the subscription status effect); it is
-    paid when it moved to active. The latest such move per company counts."""
-    ends = (
-        BillingEvent.objects.filter(
-            kind=BillingEventKind.SUBSCRIPTION,
-            details__from=CompanyStatus.TRIALING,
-            created_at__gt=now - timedelta(days=days),
-            created_at__lte=now,
-        )
-        .order_by("company_id", "-created_at", "-id")
-        .distinct("company_id")
-        .values_list("details__to", flat=True)
+    """(companies whose trial ended in the last ``days`` days, of them paying). The trial's
+    end is Stripe's ``trial_end`` on the subscription (or when the subscription ended, if
+    during the trial), kept on ``CompanyStripe.trial_end``; paying means Stripe reported an
+    invoice paid with money in it since the trial ended."""
+    ended = CompanyStripe.objects.filter(trial_end__gt=now - timedelta(days=days), trial_end__lte=now)
+    paid_invoice = BillingEvent.objects.filter(
+        company_id=OuterRef("company_id"),
+        kind=BillingEventKind.INVOICE_PAID,
+        amount__gt=0,
+        created_at__gte=OuterRef("trial_end"),
+        created_at__lte=now,
     )
-    outcomes = list(ends)
-    return len(outcomes), sum(1 for to in outcomes if to == CompanyStatus.ACTIVE)
+    return ended.count(), ended.filter(Exists(paid_invoice)).count()
 
 
 def overage_share(*, now: datetime) -> tuple[int, int]:
@@ -99,6 +111,37 @@ def upgrades_this_month(*, now: datetime) -> int:
     )
 
 
+@dataclass(frozen=True)
+class QuoteToBook:
+    companies: int  # on the booking feed
+    quotes: int
+    booked: int
+
+
+def quote_to_book(*, now: datetime) -> QuoteToBook:
+    """Bookings over quotes in each company's current billing period, among the companies
+    on the booking feed (a booking received in the last 31 days): a company whose product
+    does not report bookings would only dilute the rate. Quotes are the metered ``quotes``
+    feature's counter of the period; bookings come from ``POST /api/v1/bookings/``."""
+    feed = list(
+        Company.objects.filter(
+            pk__in=Booking.objects.filter(
+                occurred_at__gt=now - timedelta(days=BOOKING_FEED_DAYS), occurred_at__lte=now
+            ).values("company_id")
+        ).values_list("pk", "billing_anchor_day")
+    )
+    if not feed:
+        return QuoteToBook(0, 0, 0)
+    starts = {pk: period_bounds(anchor, now)[0] for pk, anchor in feed}
+    quotes = UsageCounter.objects.filter(
+        company_id__in=starts, feature__in=Feature.objects.filter(code=QUOTES_FEATURE), period_start__lte=now,
+        period_end__gt=now,
+    ).aggregate(n=Sum("used"))["n"]
+    in_period = reduce(or_, (Q(company_id=pk, occurred_at__gte=start) for pk, start in starts.items()))
+    booked = Booking.objects.filter(in_period, occurred_at__lte=now).aggregate(n=Sum("quantity"))["n"]
+    return QuoteToBook(len(feed), int(quotes or 0), int(booked or 0))
+
+
 def business_targets(*, now: datetime | None = None) -> list[TargetFigure]:
     now = now or timezone.now()
     figures = []
@@ -109,7 +152,8 @@ def business_targets(*, now: datetime | None = None) -> list[TargetFigure]:
                 f"Trial → paid ({days} days)",
                 paid / ended if ended else None,
                 TRIAL_TO_PAID_TARGET,
-                f"{paid} of {ended} trials that ended in the last {days} days became paying",
+                f"{paid} of {ended} companies whose trial ended in the last {days} days have paid an invoice",
+                missing="no trial ended",
             )
         )
     overage, paid_total = overage_share(now=now)
@@ -119,16 +163,31 @@ def business_targets(*, now: datetime | None = None) -> list[TargetFigure]:
             overage / paid_total if paid_total else None,
             OVERAGE_SHARE_TARGET,
             f"overage reported {overage / 100:.2f} of invoices paid {paid_total / 100:.2f} (all currencies summed)",
+            missing="no invoice paid yet",
         )
     )
     upgrades = upgrades_this_month(now=now)
     figures.append(TargetFigure("Upgrades this month", float(upgrades), None, f"{upgrades} companies moved up a tier"))
+    book = quote_to_book(now=now)
+    if not book.companies:
+        detail = (
+            "needs the booking feed: the product posts bookings to POST /api/v1/bookings/; "
+            f"none received in the last {BOOKING_FEED_DAYS} days"
+        )
+        missing = "needs the booking feed"
+    else:
+        detail = (
+            f"{book.booked} bookings of {book.quotes} quotes this billing period, "
+            f"{book.companies} compan{'y' if book.companies == 1 else 'ies'} on the booking feed"
+        )
+        missing = "no quotes yet"
     figures.append(
         TargetFigure(
             "Quote → book",
-            None,
+            book.booked / book.quotes if book.quotes else None,
             QUOTE_TO_BOOK_TARGET,
-            "needs a booking feed from the product (a 'booked' metered feature or event); not received yet",
+            detail,
+            missing=missing,
         )
     )
     return figures

@@ -38,6 +38,12 @@ class CompanyStripe(models.Model):
         max_length=10, blank=True, help_text="'paid' or 'failed': the newest invoice event of the subscription."
     )
     invoice_key = models.BigIntegerField(default=0, help_text="Order key of that invoice event.")
+    trial_end = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the subscription's trial ends or ended (Stripe's trial_end; when the subscription "
+        "ended during its trial, then). Empty: no trial.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

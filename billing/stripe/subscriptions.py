@@ -5,6 +5,7 @@ delivery order; the company's status is a pure function of two registers.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django.utils import timezone
@@ -82,6 +83,16 @@ def subscription_tier(sub: dict[str, Any]) -> tuple[Tier | None, str, str]:
     if mapping is None:
         return None, "", ""
     return mapping.tier, prices[mapping.price_id], mapping.price_id
+
+
+def trial_end(sub: dict[str, Any]) -> datetime | None:
+    """When the subscription's trial ends or ended: Stripe's ``trial_end``, or the moment the
+    subscription ended if that came first (canceled during its trial). None: no trial."""
+    stamps = [sub.get("trial_end")]
+    if stamps[0] and sub.get("ended_at"):
+        stamps.append(sub["ended_at"])
+    ends = [s for s in stamps if isinstance(s, int)]
+    return datetime.fromtimestamp(min(ends), tz=UTC) if ends else None
 
 
 def billing_effect_record(
@@ -208,6 +219,9 @@ def subscription_apply(
     if key is not None:
         updates["subscription_state_key"] = max(key, mapping.subscription_state_key)
         updates["subscription_status"] = "canceled" if deleted else (sub.get("status") or "")
+        # The latest trial is kept when a later subscription has none (trial→paid counts it).
+        if (ends := trial_end(sub)) is not None:
+            updates["trial_end"] = ends
     if customer and not mapping.customer_id:
         updates["customer_id"] = customer
     CompanyStripe.objects.filter(pk=mapping.pk).update(**updates)

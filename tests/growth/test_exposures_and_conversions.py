@@ -46,11 +46,13 @@ def test_an_exposure_counts_once_per_company_and_day(make_experiment, make_compa
     ]
 
 
-def test_the_holdout_is_never_exposed(make_experiment, make_company):
+def test_the_holdout_is_counted_without_a_variant_once_a_day(make_experiment, make_company):
     experiment = experiment_start(experiment=make_experiment(holdout="0.5"), actor=OPS, now=DAY_ONE)
     held = company_in(None, experiment, make_company)
-    assert exposure_record(company=held, experiment=experiment, source=ExposureSource.PAGE, now=DAY_ONE) is False
-    assert not Exposure.objects.exists()
+    first = exposure_record(company=held, experiment=experiment, source=ExposureSource.PAGE, now=DAY_ONE)
+    again = exposure_record(company=held, experiment=experiment, source=ExposureSource.PAGE, now=DAY_ONE)
+    assert (first, again) == (True, False)
+    assert list(Exposure.objects.values_list("company", "variant")) == [(held.pk, None)]
 
 
 def test_the_frontend_records_an_exposure_with_its_api_key(make_experiment, make_company, key_client):
