@@ -72,6 +72,8 @@ def _check_version(now: float) -> None:
         try:
             version = cache.get(VERSION_KEY)
         except CACHE_ERRORS as exc:
+            # Invalidations cannot be seen from now on: keep nothing older than DEGRADED_TTL.
+            clear_local()
             _degraded.failed(exc, now)
             _shared.version = _MISSING
             return

@@ -126,6 +126,8 @@ def ingest(request: HttpRequest) -> HttpResponse:
                 raise exceptions.Throttled(wait=wait, detail=LOCKED_OUT)
             api_key_failure_count(address)
             raise exceptions.AuthenticationFailed(INVALID_KEY)
+        # As DRF does: the caller is known from here on (core.tenant_scope reads it for the database).
+        request.auth = key  # type: ignore[attr-defined]  # DRF's attribute, HttpRequest has none
         admission = ingest_admit(prefix=key.prefix, address=address)
         if admission.locked_out:
             raise exceptions.Throttled(wait=admission.locked_out, detail=LOCKED_OUT)
