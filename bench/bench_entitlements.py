@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from benchdb import Request, bench_database, gunicorn, merge, size, take_turns, wrk
+from benchdb import Request, bench_database, gunicorn, merge, size, take_turns, warm_up, wrk
 from table import Row
 
 BASELINE = (
@@ -63,9 +63,8 @@ def main() -> list[Row]:
                 return lambda r: wrk(base, loads[name], connections=CONNECTIONS, seconds=seconds,
                                      what=f"entitlements {name}")
 
-            for name, base in (("check", project), ("check_base", yardstick), ("list", project),
-                               ("list_base", yardstick)):
-                load(name, base, 1)(0)  # warm-up: connections, caches
+            warm_up(project, loads["check"] + loads["list"])
+            warm_up(yardstick, loads["check_base"] + loads["list_base"])
             got = take_turns(ROUNDS, check=load("check", project), check_base=load("check_base", yardstick),
                              list=load("list", project), list_base=load("list_base", yardstick))
 

@@ -23,6 +23,7 @@ from benchdb import (
     merge,
     size,
     take_turns,
+    warm_up,
     wrk,
 )
 from table import BenchFailure, Row
@@ -211,8 +212,8 @@ def bench_summary(project: str, yardstick: str, secrets: list[str], events: int)
         return lambda r: wrk(bases[side], loads[side], connections=CONNECTIONS, seconds=seconds,
                              what=f"usage summary ({side})")
 
-    load("project", 1)(0)
-    load("baseline", 1)(0)
+    warm_up(project, loads["project"])
+    warm_up(yardstick, loads["baseline"])
     got = take_turns(ROUNDS, project=load("project"), baseline=load("baseline"))
     p, b = merge(got["project"]), merge(got["baseline"])
     return Row("usage", f"summary at {events:,} events, {len(secrets)} companies' keys, wrk {CONNECTIONS} "

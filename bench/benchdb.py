@@ -322,6 +322,16 @@ def wrk(base: str, requests: list[Request], *, connections: int, seconds: float,
     )
 
 
+def warm_up(base: str, requests: list[Request], times: int = 10) -> None:
+    """Each request ``times`` over keep-alive (every worker's connections and caches), each
+    answer checked: a misconfigured server fails here, before anything is measured."""
+    with http_client() as client:
+        for _ in range(times):
+            for r in requests:
+                check_status(client.request(r.method, base + r.path, headers=r.headers, content=r.body or None),
+                             expected=range(200, 300))
+
+
 def merge(results: list[WrkResult]) -> WrkResult:
     """Several turns as one figure: total requests over total time, the worst percentiles
     (wrk gives percentiles per run, not samples; the worst turn is the honest tail)."""
