@@ -59,23 +59,16 @@ _COLUMNS = [
     "target_id", "target_repr", "company_id", "company_name", "details", "request_id", "ip",
 ]
 
-# One round trip: advance the head (which locks its row), hash, insert. Every SET
-# expression reads the row as it was, so prev_hash is the old hash; a concurrent appender
-# waits on the row lock until this transaction ends, then re-evaluates on the new head.
-_APPEND_SQL = f"""
-WITH head AS (
-    UPDATE audit_chainhead
-       SET seq = seq + 1,
-           prev_hash = hash,
-           hash = encode(sha256(convert_to(hash || (seq + 1)::text || '|' || %(content)s, 'UTF8')), 'hex')
-     WHERE id = 1
- RETURNING seq, hash, prev_hash
+# One round trip: ``audit_append`` (audit migration 0004) advances the head (which locks
+# its row), hashes and inserts. It runs as the tables' owner, so the application's role
+# needs no right to move the head itself. A concurrent appender waits on the head's row
+# lock until this transaction ends, then continues from the new head.
+_APPEND_SQL = (
+    "SELECT r_id, r_seq, r_prev_hash, r_hash FROM audit_append(%(content)s, %(created_at)s::timestamptz, "
+    "%(actor_type)s, %(actor_user_id)s::bigint, %(actor_label)s, %(action)s, %(target_type)s, "
+    "%(target_id)s, %(target_repr)s, %(company_id)s::bigint, %(company_name)s, %(details)s::jsonb, "
+    "%(request_id)s, %(ip)s::inet)"
 )
-INSERT INTO audit_auditlog (seq, prev_hash, hash, {", ".join(_COLUMNS)})
-SELECT head.seq, head.prev_hash, head.hash, {", ".join(f"%({c})s" for c in _COLUMNS)}
-  FROM head
-RETURNING id, seq, prev_hash, hash
-"""  # noqa: S608 (the interpolated names are constants)
 
 
 def _ensure_head() -> None:
@@ -88,17 +81,14 @@ def _append_postgresql(log: AuditLog, content: str) -> None:
     params["content"] = content
     connection.ensure_connection()
     # A server-side-bound, prepared statement on Django's own connection (so inside the
-    # caller's transaction): the server parses and plans this CTE once per connection.
+    # caller's transaction): the server parses and plans it once per connection.
     with psycopg.Cursor(connection.connection) as cursor:
-        for _ in range(2):
-            cursor.execute(_APPEND_SQL, params, prepare=True)
-            row = cursor.fetchone()
-            if row is not None:
-                log.pk, log.seq, log.prev_hash, log.hash = row
-                log._state.adding = False
-                return
-            _ensure_head()  # the head row is gone only after a table flush
-    raise RuntimeError("audit chain head could not be created")
+        cursor.execute(_APPEND_SQL, params, prepare=True)
+        row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError("audit chain head could not be created")
+    log.pk, log.seq, log.prev_hash, log.hash = row
+    log._state.adding = False
 
 
 def _append_portable(log: AuditLog, content: str) -> None:

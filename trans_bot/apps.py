@@ -8,6 +8,11 @@ class TransBotConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib import admin
 
+        from core import tenant_scope
+        from trans_bot import checks  # noqa: F401 (registers the deploy check)
+
+        tenant_scope.install_celery_hooks()
+
         # The admin is the ops back office. "View site" is the customer pages' front door: a
         # member lands on their account (/account/), anyone else on the sign-in page.
         admin.site.site_header = "Trans Bot back office"

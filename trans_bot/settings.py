@@ -81,6 +81,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "core.middleware.RequestContextMiddleware",
+    # Whose rows PostgreSQL shows this request (row-level security): its caller's, else none.
+    "core.tenant_scope.TenantScopeMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     # PostgreSQL, Redis or the broker down: a 503 in the API's error shape, never a 500 page.
     "core.middleware.OutageMiddleware",
@@ -126,12 +128,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"timeout": 30, "transaction_mode": "IMMEDIATE"}
     )
 else:
+    # Django's backend plus the tenant scope that row-level security reads (core.tenant_scope).
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"]["ENGINE"] = "core.postgresql"
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
     # A database host that does not answer fails the request (503) instead of hanging it.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
         "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
     )
+# The role that owns the tables and runs migrations (``migrate`` and ``flush`` connect as it);
+# DATABASE_URL's role then owns nothing (see "Database roles and row-level security" in the
+# README, and ``manage.py db_roles``). Unset: the same role does both (the demo).
+DATABASE_OWNER = env.db_url("DATABASE_MIGRATE_URL") if env.str("DATABASE_MIGRATE_URL", default="") else None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ----------------------------------------------------------------------------

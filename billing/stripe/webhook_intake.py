@@ -21,6 +21,7 @@ from django.utils import timezone
 from billing.stripe.models import StripeWebhookEvent, WebhookEventStatus, WebhookRejection
 from core.json_input import MAX_INT, MAX_JSON_DEPTH, json_problem, json_text_repaired, json_too_deep
 from core.queue import enqueue
+from core.tenant_scope import ops_scope
 from ops.services import ops_task_open
 
 logger = logging.getLogger(__name__)
@@ -144,7 +145,8 @@ def webhook_event_receive(*, body: bytes, signature: str | None) -> tuple[int, b
     # cannot store. Refusing it would fail every redelivery: store it with U+FFFD in their
     # place, unprocessed, and ask ops to look (admin's "process again" then applies it).
     stored, repaired = json_text_repaired(event)
-    with transaction.atomic():
+    # Signed by Stripe: it may touch any company's rows (row-level security's ops scope).
+    with ops_scope("stripe-webhook"), transaction.atomic():
         if not repaired:
             pk, created = webhook_event_store(event=event)
             if created:

@@ -1,0 +1,36 @@
+"""Django's PostgreSQL backend, plus the tenant scope (``core.tenant_scope``): before a
+statement runs, the connection's ``app.*`` settings are brought in line with the scope of
+the code running it, which the row-level security policies read.
+
+The settings are session-level and survive commits; a rollback (to a savepoint or of the
+whole transaction) may undo one made inside it, so any rollback makes the next statement
+apply the scope again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.backends.postgresql import base
+
+from core import tenant_scope
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tenant_scope_applied: tenant_scope.Scope | None = None
+        self.execute_wrappers.append(tenant_scope.execute_wrapper)
+
+    def init_connection_state(self) -> None:
+        self.tenant_scope_applied = None
+        super().init_connection_state()
+
+    def _rollback(self) -> None:
+        super()._rollback()  # type: ignore[misc]  # django-stubs leave out the private hooks
+        self.tenant_scope_applied = None
+
+    def _savepoint_rollback(self, sid: str) -> None:
+        # First the rollback (a statement, run while the transaction may be aborted), then
+        # forget: the next statement applies the scope again.
+        super()._savepoint_rollback(sid)  # type: ignore[misc]  # (as above)
+        self.tenant_scope_applied = None
