@@ -120,7 +120,21 @@ def account_usage(*, company: Company, now: datetime | None = None) -> dict[str,
         "exceeded": [m for m in meters if m["level"] == Level.EXCEEDED],
         "totals": summary["totals"],
         "upgrade": summary["upgrade"],
+        "credits": _credits_shown(summary),
     }
+
+
+def _credits_shown(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The summary's credit grants, each with its feature's name and unit for the page."""
+    names = {f["feature"]: f for f in summary["features"]}
+    return [
+        {
+            **grant,
+            "feature_name": names[grant["feature"]]["name"] if grant["feature"] in names else grant["feature"],
+            "unit": names[grant["feature"]]["unit"] if grant["feature"] in names else "unit",
+        }
+        for grant in summary["credits"]["grants"]
+    ]
 
 
 def account_plans(*, company: Company, now: datetime | None = None) -> dict[str, Any]:

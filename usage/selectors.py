@@ -31,8 +31,9 @@ from django.utils import timezone
 
 from accounts.models import Company, CompanyStatus
 from accounts.selectors import company_period
-from billing.plans.models import EntitlementOverride, Feature, Tier, TierLimit
-from billing.plans.pricing import LimitTerms, TierTerms, recommend, tier_cost
+from billing.plans.credits import balances_of, credit_grants_open
+from billing.plans.models import CreditConsumption, CreditGrant, EntitlementOverride, Feature, Tier, TierLimit
+from billing.plans.pricing import CreditBalance, LimitTerms, TierCost, TierTerms, recommend, tier_cost
 from billing.plans.selectors import Entitlement, entitlements_effective
 from usage.models import UsageCounter
 
@@ -99,7 +100,11 @@ SELECT t.id, t.code, t.name, t.monthly_price, t.currency,
        f.id, f.code, f.name, f.unit,
        l.id, l.included, l.overage_unit_price,
        COALESCE(c.used, 0), l.mode, l.overage_cap,
-       o.id, o.included, o.overage_unit_price, o.mode, o.overage_cap
+       o.id, o.included, o.overage_unit_price, o.mode, o.overage_cap,
+       (SELECT COALESCE(SUM(cc.units), 0) FROM {consumption} cc
+        WHERE cc.company_id = %s AND cc.feature_id = f.id AND cc.period_start = %s),
+       (SELECT COUNT(*) FROM {grant} g
+        WHERE g.company_id = %s AND g.starts_at <= %s AND g.expires_at > %s AND g.consumed < g.amount)
 FROM {tier} t
 CROSS JOIN {feature} f
 LEFT JOIN {limit} l ON l.tier_id = t.id AND l.feature_id = f.id
@@ -129,6 +134,8 @@ def _summary_sql() -> str:
         "limit": TierLimit,
         "counter": UsageCounter,
         "override": EntitlementOverride,
+        "consumption": CreditConsumption,
+        "grant": CreditGrant,
     }
     return _SUMMARY_SQL.format(**{key: connection.ops.quote_name(m._meta.db_table) for key, m in models.items()})
 
@@ -155,6 +162,8 @@ class _Row:
     override_price: int | None
     override_mode: str | None
     override_cap: int | None
+    credited_units: int  # overage units of the period credits already paid (billing.plans.credits)
+    open_grants: int  # the company's credit grants usable now
 
 
 def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, Any]:
@@ -165,16 +174,24 @@ def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, 
     among the tiers that set a limit for every feature the company uses: a tier without a
     limit row for a used feature (named by the system check billing.W010) is never
     recommended, the company's own tier included. On its own tier such a feature is
-    shown as unlimited and costs nothing (a newly added feature alerts and bills nobody)."""
+    shown as unlimited and costs nothing (a newly added feature alerts and bills nobody).
+
+    Credits: the same query says what credits already paid this period and whether any
+    grant is usable now (then one more query reads the grants); the company's own plan's
+    cost then shows what credits pay and what is left of them (``credits``)."""
     now = at or timezone.now()
     start, end = company_period(company, now)
     own = company.tier_id
     assert own is not None  # a company always has a tier (PROTECT, not null)
     at_ = connection.ops.adapt_datetimefield_value(now)
+    start_ = connection.ops.adapt_datetimefield_value(start)
     with connection.cursor() as cursor:
         cursor.execute(
             _summary_sql(),
-            [company.pk, connection.ops.adapt_datetimefield_value(start), own, company.pk, at_, at_, at_, at_, own],
+            [
+                *(company.pk, start_, company.pk, at_, at_),
+                *(company.pk, start_, own, company.pk, at_, at_, at_, at_, own),
+            ],
         )
         rows = [_Row(*r) for r in cursor.fetchall()]
     for row in rows:
@@ -206,12 +223,24 @@ def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, 
         for row in rows
     }
     projected = {code: int(n * factor) for code, n in used.items()}
-    so_far = {tier_id: tier_cost(tier=t, volumes=used) for tier_id, t in terms.items()}
-    ahead = {tier_id: tier_cost(tier=t, volumes=projected) for tier_id, t in terms.items()}
+    # The company's credits pay its own plan's overage (billing.plans.credits); the other
+    # plans are compared, and the plan recommended, on prices before credits.
+    grants = credit_grants_open(company_id=company.pk, at=now) if rows and rows[0].open_grants else []
+    balances = balances_of(grants, currency=terms[own].currency)
+    taken = {row.feature_code: row.credited_units for row in rows if row.tier_id == own and row.credited_units}
+
+    def cost(tier_id: int, volumes: dict[str, int]) -> TierCost:
+        if tier_id != own:
+            return tier_cost(tier=terms[tier_id], volumes=volumes)
+        return tier_cost(tier=terms[tier_id], volumes=volumes, credits=balances, credited=taken)
+
+    so_far = {tier_id: cost(tier_id, used) for tier_id in terms}
+    ahead = {tier_id: cost(tier_id, projected) for tier_id in terms}
     current_code = terms[own].code
     advice = recommend(ahead.values(), current=current_code, usage="your projected usage this period")
 
     levels = feature_levels(company=company, now=now)
+    paid = {f.feature: f for f in so_far[own].features}
     features = []
     for row in rows:
         if row.tier_id != own:
@@ -237,6 +266,8 @@ def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, 
                 "overage_units": units,
                 "overage_unit_price": row.overage_price,
                 "overage_cost": units * row.overage_price,
+                "credited_units": paid[row.feature_code].credited_units,
+                "overage_cost_after_credits": paid[row.feature_code].overage_cost_after_credits,
                 "projected_used": projected[row.feature_code],
             }
         )
@@ -282,7 +313,14 @@ def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, 
             "total_so_far": current_so_far.total,
             "projected_overage_cost": current_ahead.overage,
             "projected_total": current_ahead.total,
+            "credited": current_so_far.credited,
+            "overage_after_credits": current_so_far.overage_after_credits,
+            "total_after_credits": current_so_far.total_after_credits,
+            "projected_credited": current_ahead.credited,
+            "projected_overage_after_credits": current_ahead.overage_after_credits,
+            "projected_total_after_credits": current_ahead.total_after_credits,
         },
+        "credits": credits_left(grants, after=current_so_far.credits_left, currency=current.currency),
         "upgrade": {
             "recommended": advice.code,
             "suggested": advice.code is not None and advice.code != current_code,
@@ -404,3 +442,34 @@ def entitlement_check(*, standing: FeatureStanding, quantity: int) -> Entitlemen
     return EntitlementDecision(
         False, accepts, f"{why}; {quantity} more would exceed it. Resets at {standing.resets_at.isoformat()}."
     )
+
+
+def credits_left(grants: list[Any], *, after: tuple[CreditBalance, ...], currency: str) -> dict[str, Any]:
+    """The summary's credits: each grant usable now with what is ``left`` once this
+    period's overage so far is paid from it (``after``, by the pricing rule), and the
+    totals of money and of units per feature."""
+    left = {b.grant_id: b.left for b in after}
+    rows = [
+        {
+            "id": g.pk,
+            "kind": g.kind,
+            "feature": g.feature.code if g.feature is not None else None,
+            "currency": g.currency or None,
+            "granted": g.amount,
+            "left": left.get(g.pk, 0),
+            "starts_at": g.starts_at,
+            "expires_at": g.expires_at,
+        }
+        for g in grants
+        if g.pk in left  # a money grant in another currency pays for nothing here
+    ]
+    units: dict[str, int] = {}
+    for row in rows:
+        if row["feature"] is not None:
+            units[row["feature"]] = units.get(row["feature"], 0) + row["left"]
+    return {
+        "currency": currency,
+        "money_left": sum(r["left"] for r in rows if r["feature"] is None and r["currency"] == currency),
+        "units_left": units,
+        "grants": rows,
+    }

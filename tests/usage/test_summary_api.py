@@ -67,6 +67,8 @@ def test_a_feature_against_its_limit(acme, key_client, used, percent, status, re
         "overage_units": overage_units,
         "overage_unit_price": 5,
         "overage_cost": overage_units * 5,
+        "credited_units": 0,  # no credit grants
+        "overage_cost_after_credits": overage_units * 5,
         "projected_used": used * 2,
     }
     assert body["totals"]["overage_cost"] == overage_units * 5
