@@ -5,10 +5,13 @@ is audited with the SHA-256 of its zip, so the trail vouches for the copy an aud
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -111,15 +114,30 @@ def _summary(*, period: Period, now: datetime, by: str, data: dict[str, Any]) ->
     return "\n".join(lines).encode()
 
 
+@contextmanager
+def _one_snapshot() -> Iterator[None]:
+    """Every read sees the same moment, so the chain heads, the export and the lists agree:
+    on PostgreSQL one repeatable-read transaction (unless the caller's transaction holds)."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        with transaction.atomic():
+            yield
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    previous = raw.isolation_level
+    raw.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ  # psycopg opens the next transaction so
+    try:
+        with transaction.atomic():
+            yield
+    finally:
+        if not raw.closed:
+            raw.isolation_level = previous
+
+
 def evidence_pack_build(*, period: Period, by: str, now: datetime | None = None) -> BuiltPack:
     """Read everything the period's evidence needs and zip it (writes nothing)."""
     now = now or timezone.now()
-    outermost = not connection.in_atomic_block
-    with transaction.atomic():
-        if outermost and connection.vendor == "postgresql":
-            # Every read sees the same moment: the chain heads, the export and the lists agree.
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    with _one_snapshot():
         ends = selectors.chain_ends(period=period)
         data: dict[str, Any] = {
             "verify": selectors.audit_verification(ends=ends, period=period),
