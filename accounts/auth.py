@@ -41,9 +41,8 @@ _lockout_degraded = Degraded(
 # "is this key still in use?".
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
-hotcache.watch(CompanyAPIKey, Company, Tier)
 # Shared by every request of this process until invalidated: read them, never change them.
-_keys: hotcache.HotCache[CompanyAPIKey] = hotcache.HotCache("api keys")
+_keys: hotcache.HotCache[CompanyAPIKey] = hotcache.HotCache("api keys", depends_on=(CompanyAPIKey, Company, Tier))
 
 
 def api_key_failure_key(address: str | None, window: int) -> str:

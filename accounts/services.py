@@ -41,7 +41,7 @@ def company_api_key_revoke(*, key: CompanyAPIKey, actor: Actor) -> bool:
     with transaction.atomic():
         changed = CompanyAPIKey.objects.filter(pk=key.pk, revoked=False).update(revoked=True)
         if changed:
-            hotcache.invalidate()  # every process stops taking the key within a second
+            hotcache.invalidate(CompanyAPIKey)  # every process stops taking the key within a second
             audit_record(
                 action="billing.api_key.revoke",
                 actor=actor,
@@ -63,7 +63,7 @@ def company_set_tier(*, company: Company, tier: Tier, actor: Actor, reason: str 
         if before == tier.code:
             return False
         Company.objects.filter(pk=company.pk).update(tier=tier)
-        hotcache.invalidate()  # ingestion applies the new tier's limits within a second
+        hotcache.invalidate(Company)  # ingestion applies the new tier's limits within a second
         company.tier = tier
         audit_record(
             action="billing.company.tier_change",

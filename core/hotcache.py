@@ -3,9 +3,9 @@ map, a company's entitlements), kept honest by one version number in the shared 
 
 Every process keeps what it looked up for ``TTL`` seconds, but re-reads the version in
 Redis at most once per ``CHECK_EVERY`` seconds; a write that changes what is cached bumps
-the version when its transaction commits (``invalidate``: a model watched with ``watch``
-does so on save and delete; a service that writes with ``QuerySet.update`` calls it), and
-every process that sees a new version forgets everything. So a revoked key, a new tier or
+the version when its transaction commits (``invalidate``: saving or deleting a row of a
+model a cache ``depends_on`` does so; a service that writes with ``QuerySet.update`` calls
+it), and every process that sees a new version forgets everything. So a revoked key, a new tier or
 a changed limit takes effect everywhere within ``CHECK_EVERY`` seconds (plus a request),
 and immediately in the process that made the change.
 
@@ -20,7 +20,8 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Generic, TypeVar
 
 from django.core.cache import cache
@@ -55,6 +56,7 @@ class _Shared:
 
 _shared = _Shared()
 _caches: list[HotCache[Any]] = []
+_dependents: defaultdict[type[Model], list[HotCache[Any]]] = defaultdict(list)
 
 
 def _check_version(now: float) -> None:
@@ -86,14 +88,19 @@ def _check_version(now: float) -> None:
 
 
 class HotCache(Generic[T]):
-    """One named map of this process's cached values; ``get(key, load)`` returns the
-    cached value or calls ``load()`` (a database read) and keeps what it returns. ``None``
-    is never kept: a miss (an unknown API key) is looked up every time."""
+    """One named map of this process's cached values, built from rows of ``depends_on``:
+    ``get(key, load)`` returns the cached value or calls ``load()`` (a database read) and
+    keeps what it returns. ``None`` is never kept: a miss (an unknown API key) is looked up
+    every time. A write to one of ``depends_on`` empties it in this process at once."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, depends_on: Iterable[type[Model]]) -> None:
         self.name = name
         self._entries: dict[Hashable, tuple[float, T]] = {}
+        self._generation = 0
         _caches.append(self)
+        for model in depends_on:
+            _dependents[model].append(self)
+            _watch(model)
 
     def get(self, key: Hashable, load: Callable[[], T | None]) -> T | None:
         now = time.time()
@@ -102,10 +109,10 @@ class HotCache(Generic[T]):
         entry = self._entries.get(key)
         if entry is not None and 0 <= now - entry[0] < ttl:
             return entry[1]
-        version = _shared.version
+        generation = self._generation
         value = load()
-        # Kept only if no invalidation happened while loading (it may have read old rows).
-        if value is not None and version is _shared.version:
+        # Kept only if nothing was invalidated while loading (it may have read old rows).
+        if value is not None and generation == self._generation:
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()
             self._entries[key] = (now, value)
@@ -120,19 +127,23 @@ class HotCache(Generic[T]):
         return entry[1] if entry is not None and 0 <= now - entry[0] < ttl else None
 
     def clear(self) -> None:
+        self._generation += 1
         self._entries.clear()
 
 
-def clear_local() -> None:
-    """Forget every cached value in this process (the next lookups read the database)."""
-    for one in _caches:
-        one.clear()
-    # Loads under way when this ran may have read old rows: don't keep what they return.
-    _shared.version = object() if _shared.version is not _MISSING else _MISSING
+def clear_local(models: Iterable[type[Model]] | None = None) -> None:
+    """Forget, in this process, what was built from rows of ``models`` (everything when
+    None); the next lookups read the database."""
+    if models is None:
+        for one in _caches:
+            one.clear()
+        return
+    for model in models:
+        for one in _dependents.get(model, ()):
+            one.clear()
 
 
 def _bump() -> None:
-    clear_local()
     try:
         try:
             cache.incr(VERSION_KEY)
@@ -145,24 +156,24 @@ def _bump() -> None:
                        "serve the old value for up to %.0f s", exc, TTL)
 
 
-def invalidate() -> None:
-    """Something cached here changed: forget it in this process now, and in every process
-    once the change commits (a bump before the commit would let another process re-read
-    the old rows and keep them)."""
-    clear_local()
-    transaction.on_commit(_bump)
+def invalidate(*models: type[Model]) -> None:
+    """Rows of ``models`` (any, when none is named) changed: forget what was built from
+    them in this process now, and everything in every process once the change commits (a
+    bump before the commit would let another process re-read the old rows and keep them).
+    The services that write with ``QuerySet.update`` call this; saves and deletes of a
+    watched model call it through their signals."""
+    clear_local(models or None)
+    transaction.on_commit(lambda: (clear_local(models or None), _bump()))
 
 
 def _on_change(sender: type[Model], **kwargs: Any) -> None:
-    invalidate()
+    invalidate(sender)
 
 
-def watch(*models: type[Model]) -> None:
-    """Saving or deleting a row of ``models`` invalidates the hot-path caches."""
-    for model in models:
-        uid = f"hotcache:{model._meta.label}"
-        post_save.connect(_on_change, sender=model, dispatch_uid=f"{uid}:save", weak=False)
-        post_delete.connect(_on_change, sender=model, dispatch_uid=f"{uid}:delete", weak=False)
+def _watch(model: type[Model]) -> None:
+    uid = f"hotcache:{model._meta.label}"
+    post_save.connect(_on_change, sender=model, dispatch_uid=f"{uid}:save", weak=False)
+    post_delete.connect(_on_change, sender=model, dispatch_uid=f"{uid}:delete", weak=False)
 
 
 def reset_process_state() -> None:

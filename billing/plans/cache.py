@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from billing.plans.models import EntitlementOverride, Feature, Tier, TierLimit
+from billing.plans.models import EntitlementOverride, Feature, TierLimit
 from billing.plans.selectors import Entitlement, EntitlementSources, entitlement_sources, entitlements_resolve
 from core import hotcache
 
-hotcache.watch(Feature, Tier, TierLimit, EntitlementOverride)
-
-_features: hotcache.HotCache[dict[str, int]] = hotcache.HotCache("features")
-_sources: hotcache.HotCache[EntitlementSources] = hotcache.HotCache("entitlement sources")
+_features: hotcache.HotCache[dict[str, int]] = hotcache.HotCache("features", depends_on=(Feature,))
+_sources: hotcache.HotCache[EntitlementSources] = hotcache.HotCache(
+    "entitlement sources", depends_on=(Feature, TierLimit, EntitlementOverride)
+)
 
 
 def feature_ids() -> dict[str, int]:
