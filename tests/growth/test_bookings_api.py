@@ -48,10 +48,10 @@ def test_bookings_are_stored_once_per_key(make_company, key_client):
     [
         ({}, "bookings"),
         ({"bookings": []}, "bookings"),
-        ({"bookings": [{"quantity": 1}]}, "idempotency_key"),
-        ({"bookings": [{"idempotency_key": "k", "quantity": 0}]}, "quantity"),
-        ({"bookings": [{"idempotency_key": "k", "occurred_at": "2026-11-20T09:30:00"}]}, "occurred_at"),
-        ({"bookings": [{"idempotency_key": "k", "occurred_at": "2026-11-20T12:10:00Z"}]}, "occurred_at"),
+        ({"bookings": [{"quantity": 1}]}, "bookings.1.idempotency_key"),
+        ({"bookings": [{"idempotency_key": "k", "quantity": 0}]}, "bookings.1.quantity"),
+        ({"bookings": [{"idempotency_key": "k", "occurred_at": "2026-11-20T09:30:00"}]}, "bookings.1.occurred_at"),
+        ({"bookings": [{"idempotency_key": "k", "occurred_at": "2026-11-20T12:10:00Z"}]}, "bookings.1.occurred_at"),
     ],
 )
 def test_a_bad_batch_names_the_field_and_stores_nothing(make_company, key_client, body, field):
@@ -62,16 +62,16 @@ def test_a_bad_batch_names_the_field_and_stores_nothing(make_company, key_client
     with time_machine.travel(NOW, tick=False):
         response = api.post(URL, body, format="json")
     assert response.status_code == 400
-    assert field in str(response.json())
+    assert [f["field"] for f in response.json()["error"]["fields"]] == [field]
     assert not Booking.objects.exists()
 
 
 def test_only_a_company_key_may_report_bookings(make_company):
     acme = make_company()
-    assert APIClient().post(URL, {"bookings": [{"idempotency_key": "k"}]}, format="json").status_code in (401, 403)
+    assert APIClient().post(URL, {"bookings": [{"idempotency_key": "k"}]}, format="json").status_code == 401
     owner = APIClient()
     owner.force_authenticate(acme.owner)  # the frontend's user: the feed is the backend's
-    assert owner.post(URL, {"bookings": [{"idempotency_key": "k"}]}, format="json").status_code in (401, 403)
+    assert owner.post(URL, {"bookings": [{"idempotency_key": "k"}]}, format="json").status_code == 403
     assert not Booking.objects.exists()
 
 
