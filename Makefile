@@ -15,8 +15,12 @@ PIP := $(VENV)/bin/pip
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/transbot
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 TEST_VAR_DIR ?= $(CURDIR)/var/test
-TEST_ENV = DATABASE_URL=$(TEST_DATABASE_URL) CACHE_URL=$(TEST_REDIS_URL) \
-	CELERY_BROKER_URL=$(TEST_REDIS_URL) VAR_DIR=$(TEST_VAR_DIR)
+# Two database roles, as in production: TEST_DATABASE_URL's role (the owner; it may create
+# databases and roles) creates and migrates the test database, then the tests connect as
+# "<test database>_app", a role conftest.py makes that owns nothing (row-level security and
+# the audit trail's grants hold for it).
+TEST_ENV = DATABASE_URL=$(TEST_DATABASE_URL) DATABASE_MIGRATE_URL=$(TEST_DATABASE_URL) \
+	CACHE_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL=$(TEST_REDIS_URL) VAR_DIR=$(TEST_VAR_DIR)
 
 # The chaos suite runs once per broker; CHAOS_BROKERS=redis skips RabbitMQ.
 CHAOS_BROKERS ?= redis rabbitmq

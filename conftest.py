@@ -55,6 +55,18 @@ def _create_app_role(connection) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings):
+    """The test database is created and migrated by the owner: DATABASE_MIGRATE_URL's role
+    when set, else DATABASE_URL's."""
+    from django.conf import settings
+    from django.db import connections
+
+    owner = getattr(settings, "DATABASE_OWNER", None)
+    if owner and connections["default"].vendor == "postgresql":
+        connections["default"].settings_dict.update({k: owner.get(k) for k in ("USER", "PASSWORD", "HOST", "PORT")})
+
+
+@pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """pytest-django's test database, created and migrated by the owner; then every test
     connects as the application role."""

@@ -11,10 +11,10 @@ from django.conf import settings
 from django.db import connection
 
 
-def owner_connect() -> psycopg.Connection:
+def owner_connect(dbname: str | None = None) -> psycopg.Connection:
     owner = getattr(settings, "DATABASE_OWNER", None) or connection.settings_dict
     return psycopg.connect(
-        dbname=connection.settings_dict["NAME"],
+        dbname=dbname or connection.settings_dict["NAME"],
         user=owner.get("USER") or None,
         password=owner.get("PASSWORD") or None,
         host=owner.get("HOST") or None,
