@@ -15,8 +15,9 @@ from django.utils.html import format_html, format_html_join
 
 from audit.admin_mixins import AuditedInlinesMixin
 from audit.services import Actor
+from core.admin_helpers import ReadOnlyAdmin
 from core.errors import ApplicationError
-from growth.models import Experiment, ExperimentStatus, Variant
+from growth.models import Booking, Experiment, ExperimentStatus, Variant
 from growth.selectors import experiment_results, results_sentence
 from growth.services import (
     ExperimentLocked,
@@ -194,3 +195,15 @@ class ExperimentAdmin(AuditedInlinesMixin, admin.ModelAdmin):
             "sentence": results_sentence(rows),
         }
         return TemplateResponse(request, "admin/growth/ship.html", context)
+
+
+@admin.register(Booking)
+class BookingAdmin(ReadOnlyAdmin):
+    """The booking feed as the product sent it (quote→book on the dashboard reads it)."""
+
+    list_display = ["occurred_at", "company", "quantity", "idempotency_key", "received_at"]
+    list_filter = ["occurred_at"]
+    search_fields = ["company__name", "company__slug", "idempotency_key"]
+    list_select_related = ["company"]
+    date_hierarchy = "occurred_at"
+    readonly_fields = [f.name for f in Booking._meta.fields]

@@ -99,3 +99,13 @@ def test_an_old_booking_falls_off_the_feed(make_company):
     )
     figure = next(f for f in business_targets(now=NOW) if f.name == "Quote → book")
     assert figure.shown == "needs the booking feed"
+
+
+def test_ops_read_the_feed_in_admin_and_cannot_edit_it(ops_client, make_company):
+    acme = make_company()
+    Booking.objects.create(company=acme, idempotency_key="booking-77", quantity=4, occurred_at=NOW, received_at=NOW)
+    page = ops_client.get("/admin/growth/booking/?q=booking-77")
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "booking-77" in body and acme.name in body
+    assert ops_client.get("/admin/growth/booking/add/").status_code == 403
