@@ -20,6 +20,8 @@ from billing.plans.models import (
     LimitMode,
     Tier,
     TierLimit,
+    alert_levels_parse,
+    default_alert_levels,
 )
 from core.admin_helpers import short_text, short_time, status_pill
 from core.money import format_money
@@ -48,13 +50,46 @@ class TierLimitInline(admin.TabularInline):
     autocomplete_fields = ["feature"]
 
 
+class TierForm(forms.ModelForm):
+    """Alert levels typed as a list of percents ("50, 80, 100, 150")."""
+
+    alert_levels = forms.CharField(
+        label="Alert levels",
+        required=False,
+        help_text=(
+            "Percents of each included quantity at which the company's owners are e-mailed, e.g. "
+            "“50, 80, 100, 150”; 100 and above are breaches (an ops task and alert too). Empty: no alerts."
+        ),
+    )
+
+    class Meta:
+        model = Tier
+        fields = ["name", "code", "monthly_price", "currency", "order", "is_public", "alert_levels"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        levels = self.instance.alert_levels if self.instance.pk else default_alert_levels()
+        self.initial["alert_levels"] = ", ".join(str(level) for level in levels or [])
+
+    def clean_alert_levels(self):
+        return alert_levels_parse(self.cleaned_data.get("alert_levels") or "")
+
+
 @admin.register(Tier)
 class TierAdmin(AuditedInlinesMixin, admin.ModelAdmin):
-    list_display = ["name", "code", "price", "order", "is_public", "companies_count"]
+    form = TierForm
+    list_display = ["name", "code", "price", "order", "is_public", "levels", "companies_count"]
     list_editable = ["order"]
     search_fields = ["name", "code"]
     inlines = [TierLimitInline]
-    fieldsets = [(None, {"fields": ["name", "code", ("monthly_price", "currency"), "order", "is_public"]})]
+    fieldsets = [
+        (None, {"fields": ["name", "code", ("monthly_price", "currency"), "order", "is_public"]}),
+        ("Usage alerts", {"fields": ["alert_levels"]}),
+    ]
+
+    @admin.display(description="alert levels")
+    def levels(self, tier):
+        return " · ".join(f"{level} %" for level in tier.alert_levels or []) or "none"
 
     @admin.display(description="monthly price", ordering="monthly_price")
     def price(self, tier):
@@ -114,8 +149,7 @@ class CreditConsumptionInline(admin.TabularInline):
     """What the grant paid for: one row per overage report step, never edited."""
 
     model = CreditConsumption
-    fields = ["created_at", "feature", "period_start", "sequence", "units", "amount"]
-    readonly_fields = fields
+    fields = readonly_fields = ("created_at", "feature", "period_start", "sequence", "units", "amount")
     extra = 0
     can_delete = False
     ordering = ["created_at", "id"]
