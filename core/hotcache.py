@@ -163,7 +163,12 @@ def invalidate(*models: type[Model]) -> None:
     The services that write with ``QuerySet.update`` call this; saves and deletes of a
     watched model call it through their signals."""
     clear_local(models or None)
-    transaction.on_commit(lambda: (clear_local(models or None), _bump()))
+
+    def committed() -> None:
+        clear_local(models or None)  # what was read meanwhile, in this process, may be old
+        _bump()
+
+    transaction.on_commit(committed)
 
 
 def _on_change(sender: type[Model], **kwargs: Any) -> None:
