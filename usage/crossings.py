@@ -23,34 +23,11 @@ from django.urls import reverse
 
 from accounts.models import Company, Membership, MembershipRole
 from audit.services import Actor, Target, audit_record
-from billing.plans.models import Feature
+from billing.plans.models import MAX_ALERT_LEVEL, Feature
 from core.links import absolute_url
 from ops.services import AlertSpec, TaskSpec, notify_many, ops_tasks_open_many
 from usage.extensions import warning_email_extras
 from usage.models import BREACH_PERCENT, CrossingSource, ThresholdCrossing
-
-MAX_LEVEL = 1000
-MAX_LEVELS = 10
-
-
-def alert_levels_clean(values: Iterable[Any]) -> list[int]:
-    """Levels as entered (admin, account page): whole percents from 1 to 1000, at most
-    ten, sorted without repeats. Raises ValueError saying what is wrong."""
-    out: set[int] = set()
-    for value in values:
-        text = str(value).strip().rstrip("%").strip()
-        if not text:
-            continue
-        try:
-            level = int(text)
-        except ValueError:
-            raise ValueError(f"{value!r} is not a whole percent (e.g. 50, 80, 100, 150).") from None
-        if not 1 <= level <= MAX_LEVEL:
-            raise ValueError(f"{level} is out of range: a level is a percent from 1 to {MAX_LEVEL}.")
-        out.add(level)
-    if len(out) > MAX_LEVELS:
-        raise ValueError(f"At most {MAX_LEVELS} levels.")
-    return sorted(out)
 
 
 def alert_levels(*, tier_levels: Iterable[Any] | None, company_levels: Iterable[Any] | None) -> tuple[int, ...]:
@@ -59,7 +36,7 @@ def alert_levels(*, tier_levels: Iterable[Any] | None, company_levels: Iterable[
     out = {
         v
         for v in (*(tier_levels or ()), *(company_levels or ()))
-        if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_LEVEL
+        if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_ALERT_LEVEL
     }
     return tuple(sorted(out))
 

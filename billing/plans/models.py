@@ -13,9 +13,32 @@ from django.utils import timezone
 
 from core.money import format_money
 
+MAX_ALERT_LEVEL = 1000
+MAX_ALERT_LEVELS = 10
+
 
 def default_alert_levels() -> list[int]:
     return [80, 100]
+
+
+def alert_levels_parse(text: str) -> list[int]:
+    """Alert levels as people type them ("50, 80 %, 100"): whole percents from 1 to 1000,
+    at most ten, sorted without repeats. Raises ValidationError saying what is wrong."""
+    out: set[int] = set()
+    for part in text.replace(";", ",").split(","):
+        value = part.strip().rstrip("%").strip()
+        if not value:
+            continue
+        try:
+            level = int(value)
+        except ValueError:
+            raise ValidationError(f"“{part.strip()}” is not a whole percent (e.g. 50, 80, 100, 150).") from None
+        if not 1 <= level <= MAX_ALERT_LEVEL:
+            raise ValidationError(f"{level} is out of range: a level is a percent from 1 to {MAX_ALERT_LEVEL}.")
+        out.add(level)
+    if len(out) > MAX_ALERT_LEVELS:
+        raise ValidationError(f"At most {MAX_ALERT_LEVELS} levels.")
+    return sorted(out)
 
 
 class Tier(models.Model):
