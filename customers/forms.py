@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -10,6 +11,7 @@ from django.contrib.auth.forms import AuthenticationForm
 
 from accounts.signin import user_sign_in
 from accounts.throttles import SignInLocked
+from billing.plans.models import alert_levels_parse
 from billing.plans.selectors import MAX_QUOTE_VOLUME
 
 
@@ -61,3 +63,35 @@ def volumes_form(features: list[Any], data: Any = None, initial: dict[str, int] 
     }
     form_class = type("VolumesForm", (forms.Form,), fields)
     return form_class(data=data, initial=initial or {})
+
+
+class UsageAlertsForm(forms.Form):
+    """The owners' own alert levels and monthly spend cap (money in the plan's currency)."""
+
+    alert_levels = forms.CharField(
+        label="Your alert levels",
+        required=False,
+        max_length=200,
+        help_text="Percents of each included quantity, e.g. “50, 90”: added to your plan's levels.",
+    )
+    spend_cap = forms.DecimalField(
+        label="Monthly spend cap",
+        required=False,
+        min_value=Decimal("0"),
+        max_value=Decimal("10000000"),
+        decimal_places=2,
+        help_text="The most overage (usage beyond your plan) you will pay per billing period. Empty: no cap.",
+        widget=forms.NumberInput(attrs={"inputmode": "decimal", "min": 0, "step": "0.01"}),
+    )
+
+    def __init__(self, *args: Any, currency: str = "USD", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["spend_cap"].label = f"Monthly spend cap ({currency.upper()})"
+
+    def clean_alert_levels(self) -> list[int]:
+        return alert_levels_parse(self.cleaned_data.get("alert_levels") or "")
+
+    def clean_spend_cap(self) -> int | None:
+        """In minor units (cents)."""
+        value = self.cleaned_data.get("spend_cap")
+        return None if value is None else int(value * 100)

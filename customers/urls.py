@@ -16,6 +16,7 @@ urlpatterns = [
     path("account/billing-portal/", views.billing_portal, name="billing_portal"),
     path("account/history/", views.history, name="history"),
     path("account/history.csv", views.history_csv, name="history_csv"),
+    path("account/alerts/", views.usage_alerts, name="usage_alerts"),
     path("account/api-keys/", views.api_keys, name="api_keys"),
     path("account/api-keys/<str:prefix>/revoke/", views.api_key_revoke, name="api_key_revoke"),
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable
+from decimal import Decimal
 from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
@@ -33,7 +34,8 @@ from billing.plans.models import Feature, Tier
 from billing.plans.selectors import plans_quote
 from billing.stripe.gateway import StripeGatewayError
 from billing.stripe.upgrades import UpgradeRefused, billing_change_tier, billing_portal_session
-from customers.forms import APIKeyCreateForm, SignInForm, volumes_form
+from core.money import format_money
+from customers.forms import APIKeyCreateForm, SignInForm, UsageAlertsForm, volumes_form
 from customers.selectors import (
     Seat,
     account_history,
@@ -46,6 +48,7 @@ from customers.selectors import (
 from growth.models import ExposureSource, Placement
 from growth.services import prompt_show
 from usage.selectors import usage_summary
+from usage.services import usage_alerts_update
 
 
 class AccountLoginView(LoginView):
@@ -262,6 +265,55 @@ def api_key_revoke(request: HttpRequest, seat: Seat, prefix: str, *, seats: list
     else:
         messages.info(request, f"Key {key.prefix} was already revoked.")
     return _to("customers:api_keys", seat)
+
+
+def _require_owner_for_alerts(seat: Seat) -> None:
+    if not seat.is_owner:
+        raise PermissionDenied("Only the company's owners set its usage alerts and spend cap.")
+
+
+@require_http_methods(["GET", "POST"])
+@account_page
+def usage_alerts(request: HttpRequest, seat: Seat, *, seats: list[Seat]) -> HttpResponse:
+    """The owners' own alert levels and monthly spend cap (audited, through the service
+    ingestion reads them with)."""
+    _require_owner_for_alerts(seat)
+    company = seat.company
+    currency = company.tier.currency
+    initial = {
+        "alert_levels": ", ".join(str(level) for level in company.alert_levels or []),
+        "spend_cap": None if company.spend_cap is None else Decimal(company.spend_cap) / 100,
+    }
+    form = UsageAlertsForm(request.POST or None, initial=initial, currency=currency)
+    if request.method == "POST" and form.is_valid():
+        changed = usage_alerts_update(
+            company=company,
+            levels=form.cleaned_data["alert_levels"],
+            spend_cap=form.cleaned_data["spend_cap"],
+            actor=Actor.of_user(request.user),
+        )
+        if changed:
+            messages.success(request, "Saved: your alert levels and spend cap apply from the next usage report.")
+        else:
+            messages.info(request, "Nothing changed.")
+        return _to("customers:usage_alerts", seat)
+    spent = usage_summary(company=company)["totals"]["overage_cost"]
+    response = _page(
+        request,
+        "customers/usage_alerts.html",
+        seat,
+        seats,
+        "alerts",
+        form=form,
+        tier_levels=", ".join(f"{level} %" for level in company.tier.alert_levels or []) or "none",
+        own_levels=", ".join(f"{level} %" for level in company.alert_levels or []),
+        spent=format_money(spent, currency),
+        cap=None if company.spend_cap is None else format_money(company.spend_cap, currency),
+        at_cap=company.spend_cap is not None and spent >= company.spend_cap,
+    )
+    if form.errors:
+        response.status_code = 400
+    return response
 
 
 def pricing(request: HttpRequest) -> HttpResponse:

@@ -13,7 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Company, CompanyAPIKey
-from audit.services import Actor
+from audit.services import Actor, audit_record
 from billing.plans.cache import entitlements_cached
 from billing.plans.selectors import Entitlement
 from core.errors import ApplicationError, Conflict, ErrorKind
@@ -514,3 +514,33 @@ def usage_record_events(
     return IngestResult(
         accepted=len(inserted), duplicates=len(duplicate_keys), duplicate_keys=duplicate_keys
     )
+
+
+def usage_alerts_update(*, company: Company, levels: list[int], spend_cap: int | None, actor: Actor) -> bool:
+    """Set the owners' own alert levels (percents, on top of the tier's) and monthly
+    spend cap (overage money in minor units; None: no cap). Audited with before and after.
+    Under the company row lock that capped ingestion takes: a batch sees the old cap or
+    the new one, and a raised cap lets the next batch through. False when nothing changed."""
+    with transaction.atomic():
+        locked = Company.objects.select_for_update().get(pk=company.pk)
+        before = {"alert_levels": list(locked.alert_levels or []), "spend_cap": locked.spend_cap}
+        after = {"alert_levels": list(levels), "spend_cap": spend_cap}
+        if before == after:
+            return False
+        locked.alert_levels, locked.spend_cap = after["alert_levels"], spend_cap
+        locked.save(update_fields=["alert_levels", "spend_cap", "updated_at"])  # post_save: hot caches forget it
+        audit_record(
+            action="usage.alerts.update",
+            actor=actor,
+            target=locked,
+            company=locked,
+            details={
+                "changes": {
+                    name: {"before": before[name], "after": after[name]}
+                    for name in before
+                    if before[name] != after[name]
+                }
+            },
+        )
+    company.alert_levels, company.spend_cap = after["alert_levels"], spend_cap
+    return True

@@ -6,10 +6,19 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+def _checks_now(schema_editor):
+    """Fire the deferred foreign-key checks the row changes queued, so the schema change
+    that follows in this transaction is allowed ("pending trigger events" otherwise)."""
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        schema_editor.execute("SET CONSTRAINTS ALL DEFERRED")
+
+
 def _to_percent(apps, schema_editor):
     Crossing = apps.get_model("usage", "ThresholdCrossing")
     Crossing.objects.filter(level="warning").update(level=str(settings.USAGE_WARNING_PERCENT))
     Crossing.objects.filter(level="exceeded").update(level="100")
+    _checks_now(schema_editor)
 
 
 def _to_names(apps, schema_editor):
@@ -31,6 +40,7 @@ def _to_names(apps, schema_editor):
     Crossing.objects.exclude(pk__in=kept).delete()
     for name in ("warning", "exceeded"):
         Crossing.objects.filter(pk__in=[pk for pk, n in kept.items() if n == name]).update(level=name)
+    _checks_now(schema_editor)
 
 
 class Migration(migrations.Migration):
