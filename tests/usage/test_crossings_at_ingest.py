@@ -132,7 +132,8 @@ class TestLevels:
     def test_a_replayed_batch_crosses_nothing_again(self, acme):
         from billing.plans.cache import feature_ids
 
-        data = {"events": [{"feature": "quotes", "quantity": 900, "idempotency_key": "same", "occurred_at": NOW.isoformat()}]}
+        event = {"feature": "quotes", "quantity": 900, "idempotency_key": "same", "occurred_at": NOW.isoformat()}
+        data = {"events": [event]}
         for _ in range(2):
             events = validate_batch(data, features=feature_ids(), anchor_day=acme.billing_anchor_day, now=NOW)
             usage_record_events(company=acme, events=events, now=NOW)
