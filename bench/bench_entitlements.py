@@ -6,6 +6,7 @@ BENCH_ENTITLEMENT_ROUNDS (default 3), BENCH_ENTITLEMENT_CONNECTIONS (default 4).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import timedelta
 
@@ -58,12 +59,14 @@ def main() -> list[Row]:
             "list_base": [Request("GET", "/summary", auth)],
         }
 
-        with gunicorn(db_name) as project, gunicorn(db_name, app="yardstick_wsgi:app") as yardstick:
+        with contextlib.ExitStack() as stack:
             def load(name: str, base: str, seconds: float = SECONDS):
                 return lambda r: wrk(base, loads[name], connections=CONNECTIONS, seconds=seconds,
                                      what=f"entitlements {name}")
 
-            warm_up(project, loads["check"] + loads["list"])
+            project = stack.enter_context(gunicorn(db_name))
+            warm_up(project, loads["check"] + loads["list"])  # a misconfigured server fails here
+            yardstick = stack.enter_context(gunicorn(db_name, app="yardstick_wsgi:app"))
             warm_up(yardstick, loads["check_base"] + loads["list_base"])
             got = take_turns(ROUNDS, check=load("check", project), check_base=load("check_base", yardstick),
                              list=load("list", project), list_base=load("list_base", yardstick))

@@ -6,6 +6,7 @@ BENCH_WEBHOOK_CLIENTS (default 8)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -105,13 +106,15 @@ def main() -> list[Row]:
         env = {"STRIPE_WEBHOOK_SECRET": SECRET, "YARDSTICK_WEBHOOK_SECRET": SECRET,
                "YARDSTICK_QUEUE": QUEUE}
         try:
-            with gunicorn(db_name, env=env) as project, \
-                    gunicorn(db_name, env=env, app="yardstick_wsgi:app") as yardstick:
-                urls = {"project": f"{project}/api/v1/billing/stripe/webhook/", "baseline": f"{yardstick}/webhook"}
+            with contextlib.ExitStack() as stack:
+                urls = {}
+                for side, app_name, path in (("project", "trans_bot.wsgi", "/api/v1/billing/stripe/webhook/"),
+                                             ("baseline", "yardstick_wsgi:app", "/webhook")):
+                    urls[side] = stack.enter_context(gunicorn(db_name, env=env, app=app_name)) + path
+                    # Warm-up, not measured; a misconfigured server fails here.
+                    _deliver(urls[side], [signed_webhook(e, SECRET) for e in _events(f"warm_{side}", 50)], 200)
                 events = {side: [_events(f"{side}_{r}", EVENTS) for r in range(ROUNDS)] for side in urls}
                 signed = {side: [[signed_webhook(e, SECRET) for e in batch] for batch in events[side]] for side in urls}
-                for side, url in urls.items():  # warm-up, not measured
-                    _deliver(url, [signed_webhook(e, SECRET) for e in _events(f"warm_{side}", 50)], 200)
 
                 def turn(side: str, kind: str):
                     def run(r: int) -> Turn:

@@ -1,7 +1,7 @@
 """What every benchmark shares: a throwaway database, gunicorn, wrk, status checks and
 taking turns.
 
-Databases. A run migrates one template database once (``<name>_bench_tmpl``, where
+Databases. A run migrates one template database once (``<name>_bench_<pid>_tmpl``, where
 ``<name>`` is the configured database) and gives each benchmark a copy of it
 (``CREATE DATABASE … TEMPLATE``, well under a second), dropped when the benchmark ends;
 ``cleanup()`` drops the template. So a benchmark runs on the configured engine with every
@@ -67,8 +67,37 @@ def base_name() -> str:
     return _original_name
 
 
-def bench_prefix() -> str:
-    return f"{base_name()}_bench_"
+def bench_prefix(pid: int | None = None) -> str:
+    """This process's bench databases: ``<name>_bench_<pid>_…`` (so runs side by side never
+    meet, and a run that was killed can be told from one still going)."""
+    return f"{base_name()}_bench_{pid or os.getpid()}_"
+
+
+def drop_stale() -> list[str]:
+    """Drop bench databases left by runs whose process is gone (killed mid-run)."""
+    from django.db import connection
+
+    _setup()
+    with connection._nodb_cursor() as cursor:
+        cursor.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", [f"{base_name()}_bench_"])
+        names = [n for (n,) in cursor.fetchall()]
+        stale = []
+        for name in names:
+            pid = name.removeprefix(f"{base_name()}_bench_").split("_", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                stale.append(name)
+    return stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _use(name: str) -> None:
@@ -103,7 +132,7 @@ def bench_database() -> Iterator[str]:
     if connection.vendor != "postgresql":
         raise BenchFailure("benchmarks run on PostgreSQL (DATABASE_URL=postgres://…)")
     template = _ensure_template()
-    name = f"{bench_prefix()}{os.getpid()}_{next(_counter)}"
+    name = f"{bench_prefix()}{next(_counter)}"
     _use(base_name())
     with connection._nodb_cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

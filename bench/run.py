@@ -122,6 +122,8 @@ def run(names: list[str]) -> list[BenchRun]:
 
     done: list[BenchRun] = []
     try:
+        for stale in benchdb.drop_stale():
+            print(f"dropped {stale}, left by a run that was killed", flush=True)
         benchdb.routing_state_clear()
         for name in names:
             print(f"\n=== {name} ===", flush=True)
@@ -133,7 +135,7 @@ def run(names: list[str]) -> list[BenchRun]:
             _check_clean(name)
             if not isinstance(rows, list) or not rows or not all(isinstance(r, Row) for r in rows):
                 raise BenchFailure(f"bench_{name}.main() must return a non-empty list of Row, got {rows!r}")
-            print("\n".join(table_lines(rows)), flush=True)
+            print("\n".join(table_lines(rows)) + f"\n({name}: {seconds:.0f} s)", flush=True)
             done.append(BenchRun(name, rows, load_before, load_after, seconds, _baseline_text(module)))
     finally:
         benchdb.routing_state_clear()
