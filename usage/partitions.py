@@ -264,7 +264,11 @@ class _HashingWriter(io.RawIOBase):
 
 def _export(*, month: datetime, name: str, export_dir: Path) -> Archive:
     export_dir.mkdir(parents=True, exist_ok=True)
-    path = export_dir / f"{name}.csv.gz"
+    stem, n = name, 1
+    while (export_dir / f"{stem}.csv.gz").exists():  # an earlier export of that month is never overwritten
+        n += 1
+        stem = f"{name}.{n}"
+    path = export_dir / f"{stem}.csv.gz"
     partial = path.with_name(path.name + ".partial")
     content = hashlib.sha256()
     with connection.cursor() as cursor:
@@ -286,7 +290,7 @@ def _export(*, month: datetime, name: str, export_dir: Path) -> Archive:
                       sha256=hashing.digest.hexdigest(), content_sha256=content.hexdigest())
     manifest = {**archive.__dict__, "table": parent_table(), "exported_at": timezone.now().isoformat(),
                 "format": "csv, header row, gzip"}
-    path.with_name(f"{name}.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    path.with_name(f"{stem}.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return archive
 
 

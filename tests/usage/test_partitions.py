@@ -198,3 +198,16 @@ def test_beat_schedules_both_jobs_and_the_worker_makes_the_partitions():
         app.send_task("usage.tasks.ensure_event_partitions")
         assert until(lambda: table_exists("usage_usageevent_p2035_09")), "no partitions made"
     assert table_exists("usage_usageevent_p2035_07") and table_exists("usage_usageevent_p2035_08")
+
+
+@pytest.mark.django_db
+def test_an_earlier_export_of_the_same_month_is_never_overwritten(acme, tmp_path):
+    quotes = Feature.objects.get(code="quotes")
+    month = datetime(2033, 5, 1, tzinfo=UTC)
+    partitions.usage_partitions_ensure(now=month, ahead=0)
+    add_events(acme, quotes, month, 2)
+    first = partitions._export(month=month, name="usage_usageevent_p2033_05", export_dir=tmp_path)
+    kept = (tmp_path / "usage_usageevent_p2033_05.csv.gz").read_bytes()
+    second = partitions._export(month=month, name="usage_usageevent_p2033_05", export_dir=tmp_path)
+    assert second.path != first.path and (tmp_path / "usage_usageevent_p2033_05.2.json").exists()
+    assert (tmp_path / "usage_usageevent_p2033_05.csv.gz").read_bytes() == kept

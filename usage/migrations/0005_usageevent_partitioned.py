@@ -94,8 +94,6 @@ def _rebuild(cursor, *, partitioned: bool) -> None:
 
 def forwards(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
-        _swap_constraint(apps, schema_editor, old=("company", "idempotency_key"),
-                         new=("company", "idempotency_key", "period_start"))
         return
     with schema_editor.connection.cursor() as cursor:
         cursor.execute("SELECT relkind FROM pg_class WHERE oid = %s::regclass", [TABLE])
@@ -105,8 +103,6 @@ def forwards(apps, schema_editor):
 
 def backwards(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
-        _swap_constraint(apps, schema_editor, old=("company", "idempotency_key", "period_start"),
-                         new=("company", "idempotency_key"))
         return
     with schema_editor.connection.cursor() as cursor:
         cursor.execute(
@@ -121,10 +117,27 @@ def backwards(apps, schema_editor):
         _rebuild(cursor, partitioned=False)
 
 
-def _swap_constraint(apps, schema_editor, *, old, new):
-    model = apps.get_model("usage", "UsageEvent")
-    schema_editor.remove_constraint(model, models.UniqueConstraint(fields=old, name=UNIQUE))
-    schema_editor.add_constraint(model, models.UniqueConstraint(fields=new, name=UNIQUE))
+class _Portable:
+    """The plain constraint change, on databases other than PostgreSQL (the rebuild did it there)."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor != "postgresql":
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor != "postgresql":
+            super().database_backwards(app_label, schema_editor, from_state, to_state)
+
+
+class RemoveConstraintPortable(_Portable, migrations.RemoveConstraint):
+    pass
+
+
+class AddConstraintPortable(_Portable, migrations.AddConstraint):
+    pass
+
+
+NEW_CONSTRAINT = models.UniqueConstraint(fields=("company", "idempotency_key", "period_start"), name=UNIQUE)
 
 
 class Migration(migrations.Migration):
@@ -137,13 +150,12 @@ class Migration(migrations.Migration):
         migrations.SeparateDatabaseAndState(
             state_operations=[
                 migrations.RemoveConstraint(model_name="usageevent", name=UNIQUE),
-                migrations.AddConstraint(
-                    model_name="usageevent",
-                    constraint=models.UniqueConstraint(
-                        fields=("company", "idempotency_key", "period_start"), name=UNIQUE
-                    ),
-                ),
+                migrations.AddConstraint(model_name="usageevent", constraint=NEW_CONSTRAINT),
             ],
-            database_operations=[migrations.RunPython(forwards, backwards)],
+            database_operations=[
+                migrations.RunPython(forwards, backwards),
+                RemoveConstraintPortable(model_name="usageevent", name=UNIQUE),
+                AddConstraintPortable(model_name="usageevent", constraint=NEW_CONSTRAINT),
+            ],
         ),
     ]
