@@ -109,7 +109,8 @@ def main() -> list[Row]:
             return subprocess.Popen(args, cwd=ROOT, env=env, stdout=open(logs / log, "w"), stderr=subprocess.STDOUT)
 
         procs = [
-            spawn([py, "-m", "gunicorn", "trans_bot.wsgi", "-b", f"127.0.0.1:{web_port}", "-w", "2"], "drill-web.log"),
+            spawn([py, "-m", "gunicorn", "trans_bot.wsgi", "-b", f"127.0.0.1:{web_port}",
+                   "-w", str(size("BENCH_WORKERS", 2))], "drill-web.log"),
             spawn([celery, "-A", "trans_bot", "worker", "--pool", "solo", "--loglevel", "WARNING"], "drill-worker.log"),
             spawn([celery, "-A", "trans_bot", "beat", "--loglevel", "WARNING", "-s", str(logs / "drill-beat-schedule")],
                   "drill-beat.log"),

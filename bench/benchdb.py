@@ -237,11 +237,14 @@ def free_port() -> int:
 
 
 def start_gunicorn(
-    db_name: str, *, env: dict[str, str] | None = None, workers: int = 3, app: str = "trans_bot.wsgi"
+    db_name: str, *, env: dict[str, str] | None = None, workers: int | None = None, app: str = "trans_bot.wsgi"
 ) -> tuple[subprocess.Popen[bytes], str]:
     """gunicorn serving ``app`` (the back office by default) on the benchmark database;
-    returns (process, base URL) once /healthz answers. The caller terminates the process."""
+    returns (process, base URL) once /healthz answers. The caller terminates the process.
+    Workers: BENCH_WORKERS (default 3), the same for the project and its yardstick."""
     import httpx
+
+    workers = workers or size("BENCH_WORKERS", 3)
 
     port = free_port()
     proc = subprocess.Popen(

@@ -27,6 +27,7 @@ from table import BenchFailure  # noqa: E402
 
 OURS = ["audit", "entitlements", "notify", "regions", "regions_drill", "usage", "webhooks"]
 TINY = {
+    "BENCH_WORKERS": "1",
     "BENCH_AUDIT_APPENDS": "20", "BENCH_AUDIT_ROUNDS": "1",
     "BENCH_ENTITLEMENT_SECONDS": "1", "BENCH_ENTITLEMENT_ROUNDS": "1",
     "BENCH_NOTIFY_ALERTS": "5", "BENCH_NOTIFY_ROUNDS": "1",
