@@ -43,9 +43,9 @@ class EvidencePackAdmin(ReadOnlyAdmin):
         ]
 
     def download_view(self, request, pk):
-        pack = get_object_or_404(EvidencePack.objects.defer("file"), pk=pk)
         if not request.user.has_perm(DOWNLOAD_PERMISSION):
             raise PermissionDenied("Downloading evidence packs needs 'Can download SOC 2 evidence packs'.")
+        pack = get_object_or_404(EvidencePack.objects.defer("file"), pk=pk)
         data = evidence_pack_download(pack=pack, actor=Actor.of_user(request.user))
         response = HttpResponse(data, content_type="application/zip")
         response["Content-Disposition"] = f'attachment; filename="{pack.filename}"'

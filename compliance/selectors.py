@@ -70,11 +70,9 @@ class ChainEnds:
 
 
 def chain_ends(*, period: Period) -> ChainEnds:
-    start = _head_before(period.start)
-    end = _head_before(period.end)
-    # A record created before the start but appended after a later one (two writers at
-    # the boundary instant) still sits at or below the start head: never counted twice.
-    return ChainEnds(start, end if end.seq >= start.seq else start)
+    """The heads at the period's two ends. Two writers at the boundary instant may append
+    out of time order; going by position, each record still lands in exactly one period."""
+    return ChainEnds(_head_before(period.start), _head_before(period.end))
 
 
 def audit_export(*, ends: ChainEnds) -> Iterator[Row]:

@@ -127,6 +127,17 @@ def quarter(db) -> World:
 
     with time_machine.travel("2026-11-10 12:00Z", tick=False):
         company_api_key_revoke(key=old, actor=olivia)
+    # A removal in admin: ivan, unused since July, is deactivated (olivia signs in again first).
+    with time_machine.travel("2026-11-15 09:00Z", tick=False):
+        admin = _admin_client(users["olivia"])
+        response = admin.post(f"/admin/auth/user/{users['ivan'].pk}/change/", {
+            "username": "ivan", "email": "ivan@transbot.local", "first_name": "", "last_name": "",
+            "last_login_0": "2026-07-01", "last_login_1": "08:00:00",
+            "date_joined_0": "2026-02-01", "date_joined_1": "09:00:00",
+        })
+        assert response.status_code == 302, response.content[:3000]
+    users["ivan"].refresh_from_db()
+    assert not users["ivan"].is_active
 
     # Regions: probes every hour (two failed hours in October), a failover, two game days.
     policy = policy_get()

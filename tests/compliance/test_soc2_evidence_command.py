@@ -76,7 +76,7 @@ def test_the_pack_holds_the_periods_evidence_file_by_file(quarter, tmp_path):
     assert [log.action for log in in_period] == [
         "billing.api_key.create", "billing.api_key.create", "auth.login", "admin.auth.group.add",
         "admin.auth.user.change", "admin.waffle.switch.add", "admin.waffle.switch.change",
-        "admin.regions.failoverpolicy.change", "billing.api_key.revoke",
+        "admin.regions.failoverpolicy.change", "billing.api_key.revoke", "auth.login", "admin.auth.user.change",
     ]
     exported = tmp_path / "export.jsonl"
     call_command("audit_export", "--since", "2026-10-01", "--until", "2026-12-01", "-o", str(exported))
@@ -88,7 +88,7 @@ def test_the_pack_holds_the_periods_evidence_file_by_file(quarter, tmp_path):
     assert verification["head_at_end"] == {
         "seq": in_period[-1].seq, "hash": in_period[-1].hash, "moment": iso("2026-12-01 00:00Z")
     }
-    assert verification["records_in_period"] == 9
+    assert verification["records_in_period"] == 11
 
     # Access review.
     users = {row["username"]: row for row in table(files["access/users.csv"])}
@@ -96,10 +96,13 @@ def test_the_pack_holds_the_periods_evidence_file_by_file(quarter, tmp_path):
     assert users["olivia"] | {"id": ""} == {
         "id": "", "username": "olivia", "email": "olivia@transbot.local", "active": "True", "staff": "True",
         "superuser": "True", "groups": "", "direct_permissions": "", "companies": "",
-        "date_joined": iso("2026-01-05 09:00Z"), "last_login": iso("2026-10-09 09:00Z"), "inactive_90_days": "False",
+        "date_joined": iso("2026-01-05 09:00Z"), "last_login": iso("2026-11-15 09:00Z"), "inactive_90_days": "False",
     }
     assert (users["sam"]["staff"], users["sam"]["superuser"], users["sam"]["groups"]) == ("True", "False", "Support")
-    assert users["ivan"]["companies"] == "acme (owner)" and users["ivan"]["inactive_90_days"] == "True"
+    assert users["nina"]["inactive_90_days"] == "True"
+    assert (users["ivan"]["companies"], users["ivan"]["active"], users["ivan"]["inactive_90_days"]) == (
+        "acme (owner)", "False", "False"  # deactivated in the period: no longer an open account
+    )
     assert users["dora"]["active"] == "False" and users["dora"]["inactive_90_days"] == "False"
     assert table(files["access/groups.csv"]) == [
         {"group": "Support", "permissions": "ops.change_opstask", "members": "sam"}
@@ -115,8 +118,6 @@ def test_the_pack_holds_the_periods_evidence_file_by_file(quarter, tmp_path):
     }
     assert (keys["old"]["status"], keys["old"]["last_used_at"]) == ("revoked", "")
     assert table(files["access/inactive_accounts.csv"]) == [
-        {"username": "ivan", "staff": "False", "superuser": "False", "last_login": iso("2026-07-01 08:00Z"),
-         "date_joined": iso("2026-02-01 09:00Z"), "days_since_seen": "154"},
         {"username": "nina", "staff": "False", "superuser": "False", "last_login": "",
          "date_joined": iso("2026-06-01 09:00Z"), "days_since_seen": "184"},
     ]
@@ -134,6 +135,7 @@ def test_the_pack_holds_the_periods_evidence_file_by_file(quarter, tmp_path):
         ("admin.auth.user.change", "sam", "grant", "groups", "", "Support"),
         ("admin.auth.user.change", "sam", "grant", "is_staff", "False", "True"),
         ("billing.api_key.revoke", old_repr, "removal", "", "", ""),
+        ("admin.auth.user.change", "ivan", "removal", "is_active", "True", "False"),
     ]
     assert {r["actor"] for r in table(files["access/access_changes.csv"])} == {"olivia"}
 
@@ -143,12 +145,13 @@ def test_the_pack_holds_the_periods_evidence_file_by_file(quarter, tmp_path):
         ("olivia", "change", "auth.user", "sam"),
         ("olivia", "add", "waffle.switch", "new_pricing"),
         ("olivia", "change", "waffle.switch", "new_pricing"),
+        ("olivia", "change", "auth.user", "ivan"),
     ]
     audited = json.loads(files["changes/admin_changes.json"])
     assert [(c["action"], c["actor"]) for c in audited] == [
         ("admin.auth.group.add", "olivia"), ("admin.auth.user.change", "olivia"),
         ("admin.waffle.switch.add", "olivia"), ("admin.waffle.switch.change", "olivia"),
-        ("admin.regions.failoverpolicy.change", "olivia"),
+        ("admin.regions.failoverpolicy.change", "olivia"), ("admin.auth.user.change", "olivia"),
     ]
     assert audited[1]["changes"]["is_staff"] == {"before": False, "after": True}
     config = [(r["area"], r["action"], r["field"], r["before"], r["after"])
@@ -197,10 +200,10 @@ def test_the_pack_holds_the_periods_evidence_file_by_file(quarter, tmp_path):
     summary = files["summary.md"].decode()
     for line in [
         "# SOC 2 evidence, 2026-10-01 to 2026-11-30",
-        "9 records in the period",
+        "11 records in the period",
         f"Chain head at the end: #{in_period[-1].seq} `{in_period[-1].hash}`",
-        "5 users: 4 active, 2 staff, 1 superusers; 2 active accounts unused for 90 days.",
-        "5 grants and 1 removals of access in the period.",
+        "5 users: 3 active, 2 staff, 1 superusers; 1 active accounts unused for 90 days.",
+        "5 grants and 2 removals of access in the period.",
         "1 failovers; 2 game days, 1 within the 15 min RTO target.",
         "2 alerts: 1 sent (median delivery 3 s), 1 failed.",
         "2 ops tasks: median time to acknowledge 5 min, to close 1 h 5 min; 1 still open.",
@@ -223,7 +226,7 @@ def test_the_export_is_audited_with_the_zips_hash(quarter, tmp_path):
 def test_a_pack_verifies_and_one_flipped_byte_in_any_file_fails_verify(quarter, tmp_path, capsys):
     out = build(tmp_path)
     capsys.readouterr()
-    assert "verifies: 17 files match the manifest; 9 audit records chain" in verify(out, capsys)
+    assert "verifies: 17 files match the manifest; 11 audit records chain" in verify(out, capsys)
     files = members(out)
     for name, data in files.items():
         tampered = bytearray(data)
@@ -248,7 +251,7 @@ def _reseal(files: dict[str, bytes], name: str, data: bytes) -> dict[str, bytes]
 def test_a_rewritten_or_dropped_audit_record_fails_the_chain_check_even_with_a_fixed_manifest(quarter, tmp_path):
     files = members(build(tmp_path))
     rows = [json.loads(line) for line in files["audit/audit_export.jsonl"].decode().splitlines()]
-    revoke = rows[-1]
+    revoke = next(row for row in rows if row["action"] == "billing.api_key.revoke")
 
     forged = [{**row, "actor_label": "someone-else"} if row is revoke else row for row in rows]
     bad = tmp_path / "forged.zip"
