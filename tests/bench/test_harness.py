@@ -193,3 +193,16 @@ def test_an_unexpected_status_from_the_server_fails_the_run_and_writes_nothing(t
     assert "BENCH FAILED" in err and f"HTTP {status}" in err, err[-2000:]
     assert not (tmp_path / "RESULTS.md").exists()
     assert _bench_databases() == []
+
+
+def test_every_bench_module_is_picked_up_with_a_main_and_its_baseline_text():
+    import importlib
+
+    import run
+
+    names = run.available()
+    assert set(OURS) <= set(names)
+    for name in names:
+        module = importlib.import_module(f"bench_{name}")
+        assert callable(getattr(module, "main", None)), name
+        assert len(run._baseline_text(module)) > 80, f"bench_{name} says nothing about its baseline"
