@@ -129,15 +129,15 @@ def _hostile_bodies(field: str) -> list[tuple[str, bytes, str | None, str]]:
 
 @pytest.fixture
 def auth_for(lived_in, ops_user):
-    """Credentials for an operation: a company API key for ingestion and the entitlement
-    check, the ops user's token else."""
+    """Credentials for an operation: a company API key for ingestion, the booking feed and
+    the entitlement check, the ops user's token else."""
     from accounts.models import Company, CompanyAPIKey
 
     _, secret = CompanyAPIKey.objects.create_key(company=Company.objects.get(slug="acme"), name="fuzz")
     token = Token.objects.create(user=ops_user).key
 
     def headers(path: str) -> dict:
-        if path == "/api/v1/usage/events/" or path.startswith("/api/v1/entitlements/"):
+        if path in ("/api/v1/usage/events/", "/api/v1/bookings/") or path.startswith("/api/v1/entitlements/"):
             return {"HTTP_AUTHORIZATION": f"Api-Key {secret}"}
         return {"HTTP_AUTHORIZATION": f"Token {token}"}
 
