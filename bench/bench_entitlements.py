@@ -1,5 +1,5 @@
 """The entitlement check over HTTP under wrk load: ``POST /api/v1/entitlements/check/`` and
-``GET /api/v1/entitlements/`` through gunicorn (3 sync workers, PostgreSQL), a company with
+``GET /api/v1/entitlements/`` through gunicorn (sync workers, PostgreSQL), a company with
 counters on every feature, a hard limit on bulk jobs and a capped contract override in force.
 Goal: check p99 ≤ 5 ms. Sizes: BENCH_ENTITLEMENT_SECONDS (per turn, default 5),
 BENCH_ENTITLEMENT_ROUNDS (default 3), BENCH_ENTITLEMENT_CONNECTIONS (default 4)."""
@@ -15,7 +15,7 @@ from table import Row
 
 BASELINE = (
     "The yardstick server (`bench/yardstick_wsgi.py`: a plain WSGI app on psycopg, same gunicorn, "
-    "3 workers) on the same database answers `POST /check` with one indexed query (key by prefix → "
+    "same BENCH_WORKERS) on the same database answers `POST /check` with one indexed query (key by prefix → "
     "company → the feature's tier limit and this period's counter) and `GET /summary` with the "
     "company's counters. wrk (1 thread, BENCH_ENTITLEMENT_CONNECTIONS connections) loads the project "
     "and the yardstick in turns of BENCH_ENTITLEMENT_SECONDS, BENCH_ENTITLEMENT_ROUNDS rounds; any "

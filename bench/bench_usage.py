@@ -1,4 +1,4 @@
-"""Usage metering on PostgreSQL behind gunicorn (3 sync workers): batch ingestion (1,000
+"""Usage metering on PostgreSQL behind gunicorn (sync workers): batch ingestion (1,000
 events a request), the usage summary at COMPANIES companies and EVENTS events, and the
 nightly monitor's scan (dry run) at COMPANIES_BIG companies. Single-event ingestion is
 bench_ingest's. Sizes: BENCH_USAGE_BATCHES (requests of 1,000 events, default 120),
@@ -37,7 +37,7 @@ BASELINE = (
     "project's `POST /api/v1/usage/events/` (3 keep-alive Python clients, 1,000 events a request, "
     "every answer must be 200). The project's event table may be partitioned by month; the COPY "
     "target is one plain table. Summary: the yardstick server (`bench/yardstick_wsgi.py`, same "
-    "gunicorn, 3 workers) answers `GET /summary` with one indexed read of the company's counters; "
+    "gunicorn, same BENCH_WORKERS) answers `GET /summary` with one indexed read of the company's counters; "
     "wrk loads it and `GET /api/v1/usage/summary/` in turns with the same 50 companies' keys. "
     "Monitor: the bare SQL read of the same counters joined with companies and tier limits at the "
     "80 % level, taking turns with `usage_monitor_run(dry_run=True)`."

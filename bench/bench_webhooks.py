@@ -1,4 +1,4 @@
-"""Stripe webhook acknowledgement through gunicorn (3 workers, PostgreSQL, Redis broker):
+"""Stripe webhook acknowledgement through gunicorn (PostgreSQL, Redis broker):
 signed new deliveries (verify the signature on the raw body, store once by event id, queue
 processing after commit), repeat deliveries, and forged ones. Goal: new event p99 ≤ 50 ms.
 Sizes: BENCH_WEBHOOK_EVENTS (per turn, default 1,000), BENCH_WEBHOOK_ROUNDS (default 3),
@@ -15,7 +15,8 @@ from benchdb import bench_database, check_status, gunicorn, http_client, percent
 from table import BenchFailure, Row
 
 BASELINE = (
-    "The yardstick server (`bench/yardstick_wsgi.py`, same gunicorn, 3 workers) answers `POST /webhook` "
+    "The yardstick server (`bench/yardstick_wsgi.py`, same gunicorn, same BENCH_WORKERS) answers "
+    "`POST /webhook` "
     "with the least the project must do: verify the `Stripe-Signature` HMAC-SHA256 on the raw body, "
     "`INSERT … ON CONFLICT (stripe_id)` into a table made `LIKE billing_stripewebhookevent INCLUDING ALL` "
     "(same indexes), and RPUSH the id to Redis when new. The same signed events (different ids each "
