@@ -160,7 +160,7 @@ def render(runs: list[BenchRun], *, command: str, started: datetime) -> str:
         f"- date: {started:%Y-%m-%d %H:%M} UTC, took {sum(r.seconds for r in runs) / 60:.1f} min",
         f"- commit: {commit}{dirty}",
         f"- machine: {machine()}",
-        f"- sizes lowered from the defaults: {', '.join(sizes) if sizes else 'none'}",
+        f"- BENCH_ settings (sizes lowered from the defaults, databases): {', '.join(sizes) if sizes else 'none'}",
         f"- goals: {passed} met, {failed} missed, {len(rows) - passed - failed} informative",
         "",
         "Every figure is measured against a baseline in the same run, the two taking turns. "

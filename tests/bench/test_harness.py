@@ -112,12 +112,12 @@ def test_a_bench_that_leaves_routing_state_behind_fails_the_run():
     assert cache.get(routing.CACHE_KEY) is None
 
 
-def _start(names: list[str], results: Path, **env: str) -> subprocess.Popen[str]:
+def _start(names: list[str], results: Path, *, redis_url: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(BENCH / "run.py"), *names],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, **TINY, "DEBUG": "false", "BENCH_RESULTS": str(results),
-             "BENCH_COMMAND": "pytest tiny run", **env},
+        env={**os.environ, **TINY, "DEBUG": "false", "BENCH_RESULTS": str(results), "CACHE_URL": redis_url,
+             "CELERY_BROKER_URL": redis_url, "BENCH_COMMAND": "pytest tiny run", **env},
     )
 
 
@@ -139,25 +139,32 @@ def _bench_databases() -> list[str]:
         return [r[0] for r in rows.fetchall()]
 
 
+def _redis_cache(url: str):
+    """A Django cache on ``url``, keyed as the benches' own (default) cache is."""
+    from django.core.cache.backends.redis import RedisCache
+
+    return RedisCache(url, {})
+
+
 @needs_services
 def test_a_tiny_run_of_every_bench_writes_one_table_and_leaves_nothing_behind(tmp_path):
-    import redis
-    from django.core.cache import cache
-
     from regions import routing
     from tests.own_redis import OwnRedis
 
-    # What bench_regions used to leave behind: writes on this deployment would be 307s.
-    cache.set(routing.CACHE_KEY, {"multi_region": True, "active": "elsewhere", "active_url": "http://127.0.0.1:9",
-                                  "active_healthy": True, "read_policy": "serve", "retry_after": 30})
-    # The drill mostly waits on probe intervals: it runs beside the others, on a Redis of its own
-    # (its web process follows the routing state, which the others clear and publish).
-    with OwnRedis() as own:
-        drill = _start(["regions_drill"], tmp_path / "drill.md", CACHE_URL=own.url(0), CELERY_BROKER_URL=own.url(0))
+    # Each run on a Redis of its own: the drill's web process follows the routing state,
+    # which the other benches clear and publish, and no other test's state reaches them.
+    with OwnRedis() as first, OwnRedis() as second:
+        # What bench_regions used to leave behind: writes on this deployment would be 307s.
+        _redis_cache(first.url(0)).set(routing.CACHE_KEY, {
+            "multi_region": True, "active": "elsewhere", "active_url": "http://127.0.0.1:9",
+            "active_healthy": True, "read_policy": "serve", "retry_after": 30,
+        })
+        # The drill mostly waits on probe intervals: it runs beside the others.
+        drill = _start(["regions_drill"], tmp_path / "drill.md", redis_url=second.url(0))
         rest = [n for n in OURS if n != "regions_drill"]
-        code, out, err = _finish(_start(rest, tmp_path / "RESULTS.md"))
+        code, out, err = _finish(_start(rest, tmp_path / "RESULTS.md", redis_url=first.url(0)))
         drill_code, drill_out, drill_err = _finish(drill)
-        drill_left = redis.Redis.from_url(own.url(0)).keys("*routing*")
+        left = [_redis_cache(r.url(0)).get(routing.CACHE_KEY) for r in (first, second)]
 
     assert code == 0, out[-3000:] + err[-3000:]
     assert drill_code == 0, drill_out[-3000:] + drill_err[-3000:]
@@ -171,7 +178,7 @@ def test_a_tiny_run_of_every_bench_writes_one_table_and_leaves_nothing_behind(tm
     assert "PostgreSQL 1" in results and "Redis " in results and " cores, " in results
     assert "## Load average" in results
     assert "| usage | batch ingest" in results and "fair COPY + roll-up" in results
-    assert cache.get(routing.CACHE_KEY) is None and drill_left == []
+    assert left == [None, None]
     assert _bench_databases() == []
 
 
@@ -187,7 +194,10 @@ def test_a_tiny_run_of_every_bench_writes_one_table_and_leaves_nothing_behind(tm
     ],
 )
 def test_an_unexpected_status_from_the_server_fails_the_run_and_writes_nothing(tmp_path, bench, env, status):
-    code, out, err = _finish(_start([bench], tmp_path / "RESULTS.md", **env))
+    from tests.own_redis import OwnRedis
+
+    with OwnRedis() as own:
+        code, out, err = _finish(_start([bench], tmp_path / "RESULTS.md", redis_url=own.url(0), **env))
 
     assert code == 1, out[-2000:] + err[-2000:]
     assert "BENCH FAILED" in err and f"HTTP {status}" in err, err[-2000:]
