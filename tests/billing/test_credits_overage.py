@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from io import StringIO
 
 import pytest
 import time_machine
+from django.core.management import call_command
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -244,3 +246,16 @@ def test_concurrent_runs_spend_each_credit_once(fake_stripe, stripe_company, set
     # Money: 1,000 cents pay 200 quotes (quotes come first) or bulk jobs; either way all of it is spent.
     total_reported = sum(int(e["payload"]["value"]) for e in fake_stripe.meter_events)
     assert total_reported == sum(BillingEvent.objects.values_list("units", flat=True))
+
+
+@pytest.mark.django_db
+def test_the_report_command_says_what_credits_paid(fake_stripe, stripe_company, set_usage):
+    acme = stripe_company("starter")
+    set_usage(acme, "quotes", 1_300)
+    _grant(acme, units=120)
+    out = StringIO()
+
+    call_command("report_overage", stdout=out)
+
+    assert "planned 1, sent 1," in out.getvalue() and "paid by credits 120 unit(s)" in out.getvalue()
+    assert _sent(fake_stripe) == {"tb_quotes": 180}

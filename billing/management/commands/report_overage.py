@@ -22,5 +22,6 @@ class Command(BaseCommand):
             return
         self.stdout.write(
             f"planned {result.planned}, sent {result.sent}, retrying {result.retrying}, "
-            f"failed {result.failed}, skipped {result.skipped}"
+            f"failed {result.failed}, skipped {result.skipped}, "
+            f"paid by credits {result.credited_units} unit(s)"
         )
