@@ -19,7 +19,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
-from audit.services import Actor, Target, audit_record
+from audit.services import Actor, AuditEntry, Target, audit_record, audit_record_many
 from core.links import admin_changelist_url
 from core.queue import enqueue
 from ops.models import (
@@ -452,14 +452,17 @@ def ops_tasks_open_many(tasks: list[TaskSpec], *, actor: Actor | None = None) ->
         ignore_conflicts=True,
     )
     opened = OpsTask.objects.filter(dedup_key__in=list(fresh), created_at=now).values_list("pk", "dedup_key", "title")
+    audits = []
     for pk, key, title in opened:
         spec = fresh[str(key)]
-        audit_record(
-            action="ops.task.open",
-            actor=actor or Actor.system(spec.kind.split(".")[0] or "ops"),
-            target=Target(type=OpsTask._meta.label_lower, id=str(pk), repr=title),
-            company=spec.company,
-            details={"kind": spec.kind, "severity": spec.severity, "status": TaskStatus.OPEN, "dedup_key": key},
+        audits.append(
+            AuditEntry(
+                action="ops.task.open",
+                actor=actor or Actor.system(spec.kind.split(".")[0] or "ops"),
+                target=Target(type=OpsTask._meta.label_lower, id=str(pk), repr=title),
+                company=spec.company,
+                details={"kind": spec.kind, "severity": spec.severity, "status": TaskStatus.OPEN, "dedup_key": key},
+            )
         )
-    return len(opened)
+    return audit_record_many(audits)
 

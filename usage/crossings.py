@@ -22,7 +22,7 @@ from django.db import connection
 from django.urls import reverse
 
 from accounts.models import Company, Membership, MembershipRole
-from audit.services import Actor, Target, audit_record
+from audit.services import Actor, AuditEntry, Target, audit_record_many
 from billing.plans.models import MAX_ALERT_LEVEL, Feature
 from core.links import absolute_url
 from ops.services import AlertSpec, TaskSpec, notify_many, ops_tasks_open_many
@@ -217,6 +217,7 @@ def crossings_act(
     owners = owner_emails_by_company({r.company_id for r, _ in notified})
     alerts: list[AlertSpec] = []
     tasks: list[TaskSpec] = []
+    audits: list[AuditEntry] = []
     for r, pk in notified:
         company, feature = companies[r.company_id], features[r.feature_id]
         period = f"{r.period_start:%Y-%m-%d}"
@@ -225,20 +226,22 @@ def crossings_act(
         dedup = f"usage.{r.level}:{company.pk}:{feature.code}:{period}"
         also = sorted(silent.get(r.key[:3], []))
         target = Target(type=ThresholdCrossing._meta.label_lower, id=str(pk), repr=f"{company} {feature} {r.level} %")
-        audit_record(
-            action=f"usage.threshold.{'exceeded' if r.breach else 'warning'}",
-            actor=actor,
-            target=target,
-            company=company,
-            details={
-                "feature": feature.code,
-                "period_start": r.period_start,
-                "level": r.level,
-                "also_reached": also,
-                "used": r.used,
-                "included": r.included,
-                "percent": r.percent,
-            },
+        audits.append(
+            AuditEntry(
+                action=f"usage.threshold.{'exceeded' if r.breach else 'warning'}",
+                actor=actor,
+                target=target,
+                company=company,
+                details={
+                    "feature": feature.code,
+                    "period_start": r.period_start,
+                    "level": r.level,
+                    "also_reached": also,
+                    "used": r.used,
+                    "included": r.included,
+                    "percent": r.percent,
+                },
+            )
         )
         if r.breach:
             title = (
@@ -300,6 +303,7 @@ def crossings_act(
                     fields={"Feature": feature.name, "Used": limit_text, "Plan": company.tier.name},
                 )
             )
+    audit_record_many(audits)
     opened = ops_tasks_open_many(tasks)
     notify_many(alerts)
     return opened

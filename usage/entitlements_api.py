@@ -17,6 +17,7 @@ from accounts.auth import CompanyAPIKeyAuthentication, HasCompanyAPIKey
 from accounts.models import CompanyAPIKey
 from usage.parsers import LimitedJSONParser
 from usage.selectors import FeatureStanding, entitlement_check, entitlement_standings
+from usage.spend import spend_cap_refusal
 
 MAX_QUANTITY = 10**12
 
@@ -110,5 +111,13 @@ class EntitlementCheckView(APIView):
             raise serializers.ValidationError(
                 {"feature": [f"Unknown feature; one of: {', '.join(standings)}."]}, code="invalid_choice"
             )
-        decision = entitlement_check(standing=standing, quantity=data.validated_data["quantity"])
-        return Response({"allowed": decision.allowed, "remaining": decision.remaining, "reason": decision.reason})
+        quantity = data.validated_data["quantity"]
+        decision = entitlement_check(standing=standing, quantity=quantity)
+        allowed, reason = decision.allowed, decision.reason
+        if allowed:
+            refusal = spend_cap_refusal(
+                company=key.company, standings=standings, feature=data.validated_data["feature"], quantity=quantity
+            )
+            if refusal is not None:
+                allowed, reason = False, refusal
+        return Response({"allowed": allowed, "remaining": decision.remaining, "reason": reason})

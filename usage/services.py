@@ -24,6 +24,7 @@ from usage.models import (
     UsageCounter,
     UsageEvent,
 )
+from usage.spend import overage_money
 from usage.validation import EventIn
 
 log = logging.getLogger(__name__)
@@ -351,12 +352,6 @@ def _spend_cap_locked(company: Company) -> int | None:
     return None if row is None else row[0]
 
 
-def _overage_money(entitlement: Entitlement | None, used: int) -> int:
-    if entitlement is None or entitlement.terms.included is None:
-        return 0
-    return max(0, used - entitlement.terms.included) * entitlement.terms.overage_unit_price
-
-
 def _check_spend_cap(
     *,
     company: Company,
@@ -379,20 +374,20 @@ def _check_spend_cap(
         after = dict(
             UsageCounter.objects.filter(company_id=company.pk, period_start=start).values_list("feature_id", "used")
         )
-        spent_after = sum(_overage_money(terms.get(f), used) for f, used in after.items())
+        spent_after = sum(overage_money(terms.get(f), used) for f, used in after.items())
         if spent_after <= cap:
             continue
         running = {f: used - added.get((f, start), 0) for f, used in after.items()}
-        spent_before = spent = sum(_overage_money(terms.get(f), used) for f, used in running.items())
+        spent_before = spent = sum(overage_money(terms.get(f), used) for f, used in running.items())
         if spent_after <= spent_before:
             continue
         index = 0
         for e in events:
             if e.period_start != start or e.idempotency_key not in inserted:
                 continue
-            old = _overage_money(terms.get(e.feature_id), running[e.feature_id])
+            old = overage_money(terms.get(e.feature_id), running[e.feature_id])
             running[e.feature_id] += e.quantity
-            spent += _overage_money(terms.get(e.feature_id), running[e.feature_id]) - old
+            spent += overage_money(terms.get(e.feature_id), running[e.feature_id]) - old
             if spent > cap:
                 index = index_of[e.idempotency_key]
                 break

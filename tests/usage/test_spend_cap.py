@@ -128,3 +128,17 @@ def test_eight_threads_never_overshoot_the_cap_together(capped, make_key):
     assert sorted(set(statuses)) == [200, 422]
     assert statuses.count(200) == 20  # 200 quotes beyond the limit is exactly the cap
     assert quotes_used(capped) == 1200
+
+
+@pytest.mark.django_db
+def test_the_entitlement_check_says_the_spend_cap_refuses(capped, key_client):
+    client = key_client(capped)
+    with time_machine.travel(NOV_16, tick=False):
+        post(client, 1199)
+        fits = client.post("/api/v1/entitlements/check/", {"feature": "quotes", "quantity": 1}, format="json")
+        past = client.post("/api/v1/entitlements/check/", {"feature": "quotes", "quantity": 2}, format="json")
+        included = client.post("/api/v1/entitlements/check/", {"feature": "bulk_jobs", "quantity": 1}, format="json")
+    assert fits.json()["allowed"] is True
+    assert past.json()["allowed"] is False and past.json()["reason"].startswith("Spend cap:")
+    assert "monthly spend cap of 10.00 USD" in past.json()["reason"]
+    assert included.json()["allowed"] is True
