@@ -281,3 +281,18 @@ def test_the_monitor_is_scheduled_nightly_at_two_utc():
     task = PeriodicTask.objects.get(task="usage.tasks.run_usage_monitor")
     assert task.enabled
     assert (task.crontab.minute, task.crontab.hour, str(task.crontab.timezone)) == ("0", "2", "UTC")
+
+
+@pytest.mark.django_db
+def test_a_batched_run_keeps_the_audit_chain_whole(make_company):
+    from audit.selectors import audit_verify_chain
+
+    for i in range(7):
+        use(make_company("starter", name=f"Chained {i}"), "quotes", 1500 if i % 2 else 900)
+    with override_settings(USAGE_MONITOR_BATCH=3):
+        result = run()
+    assert result.missed_by_ingest == 10  # 3 at 80 % and 100 %, 4 at 80 %
+    assert AuditLog.objects.filter(action__startswith="usage.threshold.").count() == 7
+    assert AuditLog.objects.filter(action="ops.task.open").count() == 3
+    verified = audit_verify_chain()
+    assert verified.ok and verified.checked == AuditLog.objects.count()
