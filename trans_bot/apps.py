@@ -22,11 +22,3 @@ class TransBotConfig(AppConfig):
         # The lists are wide (status, latency, last check, delivery per channel): at 1,400 px
         # they need the room the app list in a sidebar would take; Home lists the apps.
         admin.site.enable_nav_sidebar = False
-
-        # A reused database connection is checked by polling its socket, not by a SELECT 1
-        # per request (core.dbhealth); Django's own check runs when the socket is not quiet.
-        from django.core.signals import request_started
-
-        from core.dbhealth import check_quietly
-
-        request_started.connect(check_quietly, dispatch_uid="core.dbhealth.check_quietly")

@@ -13,9 +13,10 @@ from typing import Any
 from django.db.backends.postgresql import base
 
 from core import tenant_scope
+from core.dbhealth import SocketHealthCheck
 
 
-class DatabaseWrapper(base.DatabaseWrapper):
+class DatabaseWrapper(SocketHealthCheck, base.DatabaseWrapper):  # health check: a socket poll, not SELECT 1
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.tenant_scope_applied: tenant_scope.Scope | None = None
