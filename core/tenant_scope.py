@@ -159,11 +159,12 @@ def apply(connection: Any, scope: Scope) -> None:
     ids = ",".join(str(i) for i in scope.company_ids)
     user_id = "" if scope.user_id is None else str(scope.user_id)
     name = f"trans_bot {scope.kind} {scope.reason}".strip()[:63]
-    raw.execute(_SET_SQL, [scope.kind, ids, user_id, scope.key_prefix, scope.reason, name])
-    if scope.kind == USER:
-        # The member's companies, read through the membership table's own policy (which
-        # shows a user their memberships); see trans_bot.db_roles.
-        raw.execute("SELECT app_enter_user_scope()")
+    with connection.wrap_database_errors:  # Django's error classes, as for any statement
+        raw.execute(_SET_SQL, [scope.kind, ids, user_id, scope.key_prefix, scope.reason, name])
+        if scope.kind == USER:
+            # The member's companies, read through the membership table's own policy (which
+            # shows a user their memberships); see trans_bot.db_roles.
+            raw.execute("SELECT app_enter_user_scope()")
     connection.tenant_scope_applied = scope
 
 

@@ -22,6 +22,7 @@ from django.utils import timezone
 from audit.services import Actor, AuditEntry, Target, audit_record, audit_record_many
 from core.links import admin_changelist_url
 from core.queue import enqueue
+from core.tenant_scope import ops_scope
 from ops.models import (
     ACTIVE_TASK_STATUSES,
     ChannelStatus,
@@ -42,6 +43,9 @@ OUTBOX_ACTOR = Actor.system("ops-outbox")
 # --- Alerts: enqueue -------------------------------------------------------------------
 
 
+# Alerts and tasks are the ops team's, whichever request or job raises them: they are
+# written (and deduplicated against every company's) in the ops scope of row-level security.
+@ops_scope("ops-spine")
 def notify(
     *,
     kind: str,
@@ -185,6 +189,7 @@ def _open_storm_summary(*, kind: str, window_start: datetime) -> Notification:
 # --- Ops tasks -------------------------------------------------------------------------
 
 
+@ops_scope("ops-spine")
 def ops_task_open(
     *,
     kind: str,
@@ -359,6 +364,7 @@ class TaskSpec:
     target_repr: str = ""
 
 
+@ops_scope("ops-spine")
 def notify_many(alerts: list[AlertSpec]) -> int:
     """``notify`` for a batch, in the caller's transaction: one insert for all; an alert
     whose dedup key was used before is skipped (as ``notify`` skips it). Delivery and
@@ -415,6 +421,7 @@ def _sweep_enqueue() -> None:
         logger.warning("could not enqueue an outbox sweep; the beat sweep will deliver", exc_info=True)
 
 
+@ops_scope("ops-spine")
 def ops_tasks_open_many(tasks: list[TaskSpec], *, actor: Actor | None = None) -> int:
     """``ops_task_open`` for a batch, in the caller's transaction: one insert for all,
     each new task audited as one opened alone is; a task whose dedup key is taken is not
