@@ -311,8 +311,9 @@ USAGE_MAX_BATCH = env.int("USAGE_MAX_BATCH", default=1000)
 USAGE_MAX_QUANTITY = env.int("USAGE_MAX_QUANTITY", default=1_000_000)
 # Largest ingestion request body in bytes; larger bodies get 413 before being read.
 USAGE_MAX_BODY_BYTES = env.int("USAGE_MAX_BODY_BYTES", default=1_048_576)
-# New threshold crossings the monitor commits per transaction (a crash loses at most one batch).
-USAGE_MONITOR_BATCH = env.int("USAGE_MONITOR_BATCH", default=200)
+# Counters with new threshold crossings the monitor commits per transaction (one insert each of
+# crossings, tasks, alerts and audit records per batch; a crash loses at most one batch).
+USAGE_MONITOR_BATCH = env.int("USAGE_MONITOR_BATCH", default=1000)
 
 # --- Notifications (Slack) ------------------------------------------------------------
 
