@@ -37,7 +37,7 @@ EVENTS = int(os.environ.get("BENCH_SCALE_EVENTS", 100_000_000))
 COMPANIES = int(os.environ.get("BENCH_SCALE_COMPANIES", 1_000))
 MONTHS = int(os.environ.get("BENCH_SCALE_MONTHS", 12))
 SLUG = "scale-"
-CONNECTIONS = 16
+CONNECTIONS = int(os.environ.get("BENCH_SCALE_CONNECTIONS", 16))
 ROUNDS = int(os.environ.get("BENCH_SCALE_ROUNDS", 3))  # turns taken between the big and the small database
 
 
