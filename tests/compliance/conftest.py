@@ -19,6 +19,8 @@ from accounts.models import Company, Membership
 from accounts.services import company_api_key_create, company_api_key_revoke
 from audit.admin_mixins import diff
 from audit.services import Actor, Target, audit_record
+from billing.plans.catalogue import install_default_catalogue
+from billing.plans.models import Feature, Tier, TierLimit
 from ops.models import Notification, NotificationStatus, OpsTask, TaskStatus
 from regions.models import FailoverEvent, FailoverKind, GameDay, Probe, Region
 from regions.selectors import policy_get
@@ -70,7 +72,9 @@ def quarter(db) -> World:
         "nina": _user("nina", joined="2026-06-01 09:00Z", last_login=None),
         "dora": _user("dora", joined="2026-02-01 09:00Z", last_login="2026-04-01 08:00Z", is_active=False),
     }
-    company = Company.objects.create(name="Acme Freight", slug="acme")
+    # The plans come from a data migration, gone after a transactional test: put them back.
+    install_default_catalogue(Tier=Tier, Feature=Feature, TierLimit=TierLimit)
+    company = Company.objects.create(name="Acme Freight", slug="acme", tier=Tier.objects.get(code="starter"))
     Membership.objects.create(user=users["ivan"], company=company, role="owner")
     Membership.objects.create(user=users["nina"], company=company, role="member")
     olivia = Actor.of_user(users["olivia"])
