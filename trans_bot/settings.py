@@ -7,6 +7,8 @@ them. ``DJANGO_ENV=production`` switches on the deploy hardening and refuses an 
 secret key.
 """
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,19 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# Parallel tests (pytest-xdist, `make test`): worker gwN uses the Redis database N above the
+# configured one and a VAR_DIR of its own, so workers never share a key, a queue or a file;
+# the processes a test starts inherit the rewritten environment (and are not rewritten again).
+_test_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _test_worker.startswith("gw") and os.environ.get("TEST_WORKER_ISOLATED") != _test_worker:
+    os.environ["TEST_WORKER_ISOLATED"] = _test_worker
+    for _name in ("CACHE_URL", "CELERY_BROKER_URL"):
+        _match = re.fullmatch(r"(rediss?://[^/]+)/(\d+)", os.environ.get(_name, ""))
+        if _match:
+            os.environ[_name] = f"{_match[1]}/{int(_match[2]) + int(_test_worker[2:])}"
+    if os.environ.get("VAR_DIR"):
+        os.environ["VAR_DIR"] = os.path.join(os.environ["VAR_DIR"], _test_worker)
 
 DJANGO_ENV = env.str("DJANGO_ENV", default="development")
 PRODUCTION = DJANGO_ENV == "production"
