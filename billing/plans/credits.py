@@ -35,17 +35,19 @@ class CreditsChanged(Exception):
     early expiry): read again."""
 
 
-def credit_balances(*, company_id: int, at: datetime, currency: str | None = None) -> list[CreditBalance]:
-    """The company's grants usable at ``at`` (started, not expired, not used up), as the
-    pricing rule spends them; money grants only in ``currency`` when given (one query)."""
-    rows = (
+def credit_grants_open(*, company_id: int, at: datetime) -> list[CreditGrant]:
+    """The company's grants that pay for overage at ``at``: started, not expired, not used
+    up; earliest expiry first (one query)."""
+    return list(
         CreditGrant.objects.filter(company_id=company_id, starts_at__lte=at, expires_at__gt=at)
         .filter(consumed__lt=F("amount"))
         .select_related("feature")
         .order_by("expires_at", "id")
     )
-    if currency is not None:
-        rows = rows.filter(Q(kind=CreditKind.UNITS) | Q(currency=currency.upper()))
+
+
+def balances_of(grants: list[CreditGrant], *, currency: str | None = None) -> list[CreditBalance]:
+    """Grants as the pricing rule spends them; money grants only in ``currency`` when given."""
     return [
         CreditBalance(
             grant_id=grant.pk,
@@ -54,19 +56,14 @@ def credit_balances(*, company_id: int, at: datetime, currency: str | None = Non
             expires_at=grant.expires_at,
             currency=grant.currency,
         )
-        for grant in rows
+        for grant in grants
+        if currency is None or grant.kind == CreditKind.UNITS or grant.currency == currency.upper()
     ]
 
 
-def credits_taken(*, company_id: int, period_start: datetime) -> dict[str, int]:
-    """Feature code → overage units of the period starting at ``period_start`` already paid
-    by credits (one query)."""
-    rows = (
-        CreditConsumption.objects.filter(company_id=company_id, period_start=period_start)
-        .values("feature__code")
-        .annotate(units=Sum("units"))
-    )
-    return {r["feature__code"]: r["units"] for r in rows}
+def credit_balances(*, company_id: int, at: datetime, currency: str | None = None) -> list[CreditBalance]:
+    """The balances of the company's grants usable at ``at`` (one query)."""
+    return balances_of(credit_grants_open(company_id=company_id, at=at), currency=currency)
 
 
 @dataclass(frozen=True)
