@@ -74,11 +74,15 @@ def _check_stored(tag: str, answered: int) -> None:
 
 
 def _clear_shared_state(prefix: str | None) -> None:
-    """The routing state and this bench's throttle counters in the shared cache."""
+    """The routing state, this bench's throttle counters and the hot-path cache version
+    (bumped by the bench's own writes) in the shared cache."""
     from django.core.cache import caches
+
+    from core import hotcache
 
     routing_state_clear()
     backend = caches["default"]
+    backend.delete(hotcache.VERSION_KEY)
     if prefix and hasattr(backend, "_cache") and hasattr(backend._cache, "get_client"):
         client = backend._cache.get_client(write=True)
         for key in client.scan_iter(match=f"*throttle_usage_ingest_key:{prefix}*"):
