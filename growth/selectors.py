@@ -141,8 +141,9 @@ def summary_prompt_fill(company: Company, summary: dict[str, Any], at: datetime)
     prompt = placement_prompt(company=company, placement=Placement.API_PROMPT, summary=summary)
     upgrade = summary.setdefault("upgrade", {})
     upgrade["prompt"] = prompt.content if prompt is not None else None
-    held = prompt is not None and prompt.variant is None and prompt.experiment is not None
-    upgrade["holdout"] = {"experiment": prompt.experiment.key} if held else None  # type: ignore[union-attr]
+    upgrade["holdout"] = None
+    if prompt is not None and prompt.variant is None and prompt.experiment is not None:
+        upgrade["holdout"] = {"experiment": prompt.experiment.key}
 
 
 @dataclass(frozen=True)
