@@ -38,6 +38,7 @@ TENANT_MODELS = [
     "ops.Notification",
     "growth.Exposure",
     "growth.Conversion",
+    "growth.Booking",
 ]
 
 POLICY = "tenant_scope"
