@@ -164,8 +164,9 @@ def render(runs: list[BenchRun], *, command: str, started: datetime) -> str:
         f"- goals: {passed} met, {failed} missed, {len(rows) - passed - failed} informative",
         "",
         "Every figure is measured against a baseline in the same run, the two taking turns. "
-        "The ratio is the project's speed over the baseline's (1.00 = as fast as the baseline; "
-        "for times, baseline time ÷ project time). A run that met any unexpected HTTP status "
+        "The ratio is value ÷ baseline in the figure's own unit (bench/table.py): for rates "
+        "(req/s, events/s) higher is better and 1.00 is as fast as the baseline; for times "
+        "(s, ms, µs) lower is better and 1.00 is as quick. A run that met any unexpected HTTP status "
         "(3xx included) or left state behind stops and writes nothing.",
         "",
         *table_lines(rows),
