@@ -38,6 +38,7 @@ def test_the_usage_page_shows_credits_left_and_the_overage_after_them(client, ac
     assert "60 over the limit: 15.00 USD so far, 60 of them paid by credits (0.00 USD to pay)." in page
     assert "Overage so far 15.00 USD Paid by credits −15.00 USD Overage after credits 0.00 USD" in page
     assert "Total so far 199.00 USD" in page  # Pro's price, nothing on top
+    assert "billed at 0.25 USD: 15.00 USD so far (0.00 USD after credits)," in page  # the over-limit banner
     assert "0 invites left of 40, for Directory invites overage, until 31 Jan 2027." in page
     assert "15.00 USD left of 20.00 USD, for any overage, until 31 Jan 2027." in page
 
