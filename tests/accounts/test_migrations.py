@@ -299,7 +299,14 @@ def test_migrating_back_and_forth_keeps_the_rows(migrator):
     types_before = content_types(old.apps)
 
     migrate_to_latest()
-    back = migrator.apply_tested_migration([("accounts", None), *OLD_MAIN])
+    migrator.apply_tested_migration([("accounts", None), *OLD_MAIN])
+    # The state the executor returns after migrating backwards is "everything before the last
+    # migration it undid" (Django's approximation), which can still hold accounts; the state
+    # the old heads define is the one to read the rows with.
+    loader = MigrationLoader(connection)
+    assert not {key for key in loader.applied_migrations if key[0] == "accounts"}
+    third_party = [leaf for leaf in loader.graph.leaf_nodes() if leaf[0] not in OUR_APPS]
+    back = loader.project_state([*third_party, *OLD_MAIN])
     assert "accounts" not in {app for app, _ in back.models}
     assert_unchanged(before, back.apps, {label: label for label in TABLES})
     assert {pk: v for pk, v in content_types(back.apps).items() if pk in types_before} == types_before
