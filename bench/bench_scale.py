@@ -9,9 +9,11 @@ same back office on a small table, measured in one run taking turns.
 
 The 100 M events take long to build on this machine, so they live in a database of their
 own that is kept between runs: ``make bench-scale-data`` builds it (resumable, month by
-month, at low priority), ``make bench-scale-clean`` drops it. ``make bench BENCH=scale``
-refuses to run without it. Sizes: BENCH_SCALE_EVENTS (100,000,000), BENCH_SCALE_COMPANIES
-(1,000), BENCH_SCALE_MONTHS (12). The database: BENCH_SCALE_DATABASE_URL, or the
+month, at low priority), ``make bench-scale-clean`` drops it. Without it ``make bench`` reports
+the figure as not measured (FAIL) and goes on with the other benches. Sizes:
+BENCH_SCALE_EVENTS (100,000,000; 2 M or fewer is a tiny run that builds and drops its own
+database), BENCH_SCALE_COMPANIES (1,000), BENCH_SCALE_MONTHS (12), BENCH_SCALE_SECONDS (8),
+BENCH_SCALE_ROUNDS (3), BENCH_SCALE_CONNECTIONS (16). The database: BENCH_SCALE_DATABASE_URL, or the
 configured DATABASE_URL's name + ``_scale``.
 """
 
@@ -318,10 +320,11 @@ def main() -> list[Row]:
     built_here = False
     if not _complete(scale_url):
         if not _tiny():
-            raise BenchFailure(
-                f"no {EVENTS:,}-event database yet: run `make bench-scale-data` first (it is kept between runs; "
-                "about 30-60 min on 2 shared cores), or lower BENCH_SCALE_EVENTS"
-            )
+            # Not a broken run (the other benches go on), but nothing shown either: fails.
+            missing = (f"not measured: no {EVENTS:,}-event database ({urlsplit(scale_url).path.lstrip('/')}); "
+                       "run `make bench-scale-data` first (kept between runs; about an hour on 2 shared cores)")
+            return [Row("scale", "usage summary and single-event ingest at 100 M events", missing,
+                        goal="summary p99 ≤ 20 ms; ratios ≥ 0.8", ok=False)]
         build()
         built_here = True
     else:
