@@ -157,13 +157,15 @@ def _insert_portable(
     """SQLite (the embedded demo): the transaction holds the database's write lock from its
     start, so "which keys exist" cannot change under us before the insert."""
     keys = [e.idempotency_key for e in events]
-    existing: set[str] = set()
+    periods = {e.period_start for e in events}
+    existing: set[tuple[str, datetime]] = set()  # a key is unique per company and billing period
     for i in range(0, len(keys), 500):
         existing |= set(
-            UsageEvent.objects.filter(company_id=company_id, idempotency_key__in=keys[i : i + 500])
-            .values_list("idempotency_key", flat=True)
+            UsageEvent.objects.filter(
+                company_id=company_id, idempotency_key__in=keys[i : i + 500], period_start__in=periods
+            ).values_list("idempotency_key", "period_start")
         )
-    new = [e for e in events if e.idempotency_key not in existing]
+    new = [e for e in events if (e.idempotency_key, e.period_start) not in existing]
     UsageEvent.objects.bulk_create(
         [
             UsageEvent(
@@ -467,13 +469,18 @@ def usage_record_events(
         )
         skipped = [e for e in unique if e.idempotency_key not in inserted]
         if skipped:
-            stored = dict(
-                UsageEvent.objects.filter(
-                    company_id=company.pk, idempotency_key__in=[e.idempotency_key for e in skipped]
-                ).values_list("idempotency_key", "fingerprint")
-            )
+            # The stored event a skipped one collided with: same key in the same billing
+            # period (the constraint, and the partition, include the period).
+            stored = {
+                (key, start): fingerprint
+                for key, start, fingerprint in UsageEvent.objects.filter(
+                    company_id=company.pk,
+                    idempotency_key__in=[e.idempotency_key for e in skipped],
+                    period_start__in={e.period_start for e in skipped},
+                ).values_list("idempotency_key", "period_start", "fingerprint")
+            }
             for event in skipped:
-                if stored.get(event.idempotency_key) != event.fingerprint:
+                if stored.get((event.idempotency_key, event.period_start)) != event.fingerprint:
                     raise Conflict(
                         f"Idempotency key {event.idempotency_key!r} was already used for a "
                         "different event (feature, quantity or occurred_at differ).",

@@ -94,6 +94,25 @@ def test_a_reused_key_with_different_content_is_a_409_naming_the_key(acme, key_c
     assert list(counters(acme).values()) == [1]
 
 
+def test_a_key_is_unique_per_billing_period(acme, key_client):
+    """Events are partitioned by billing period, and so is the key: the same key in the next
+    period is a new event, and a retry or a reuse is judged against its own period's event."""
+    client = key_client(acme)
+    late_november = {"feature": "quotes", "quantity": 1, "idempotency_key": "run-1",
+                     "occurred_at": "2026-11-30T23:00:00Z"}
+    early_december = {"feature": "quotes", "quantity": 4, "idempotency_key": "run-1",
+                      "occurred_at": "2026-12-01T11:00:00Z"}
+    with time_machine.travel(datetime(2026, 12, 1, 12, tzinfo=UTC), tick=False):
+        assert post(client, [late_november]).json()["accepted"] == 1
+        assert post(client, [early_december]).json() == {"accepted": 1, "duplicates": 0, "duplicate_keys": []}
+        for retry in (early_december, late_november):
+            assert post(client, [retry]).json()["duplicates"] == 1
+        reused = post(client, [dict(early_december, quantity=5)])
+    assert reused.status_code == 409
+    assert error_fields(reused) == ["events.0.idempotency_key"]
+    assert sorted(counters(acme).values()) == [1, 4]
+
+
 def test_a_key_repeated_inside_one_batch(acme, key_client):
     client = key_client(acme)
     same = {"feature": "quotes", "quantity": 2, "idempotency_key": "x"}
