@@ -329,6 +329,12 @@ USAGE_MAX_BODY_BYTES = env.int("USAGE_MAX_BODY_BYTES", default=1_048_576)
 # Counters with new threshold crossings the monitor commits per transaction (one insert each of
 # crossings, tasks, alerts and audit records per batch; a crash loses at most one batch).
 USAGE_MONITOR_BATCH = env.int("USAGE_MONITOR_BATCH", default=1000)
+# Usage events (PostgreSQL: monthly partitions). Partitions made ahead of this month by beat;
+# months kept besides the current one before a partition is exported and dropped (0 = keep
+# everything, else at least 2); where the exports (CSV.gz + JSON manifest) go.
+USAGE_EVENT_PARTITIONS_AHEAD = env.int("USAGE_EVENT_PARTITIONS_AHEAD", default=2)
+USAGE_EVENT_RETENTION_MONTHS = env.int("USAGE_EVENT_RETENTION_MONTHS", default=13)
+USAGE_EVENT_EXPORT_DIR = Path(env.str("USAGE_EVENT_EXPORT_DIR", default=str(VAR_DIR / "exports")))
 
 # --- Notifications (Slack) ------------------------------------------------------------
 
@@ -338,12 +344,6 @@ SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")
 # "usage=https://hooks.slack.com/...,region.failover=https://hooks.slack.com/..."
 # (an incoming webhook posts to one channel, so a channel override is a webhook URL).
 # Seconds a Slack post may take before it counts as failed (retried later).
-# Usage events (PostgreSQL: monthly partitions). Partitions made ahead of this month by beat;
-# months kept besides the current one before a partition is exported and dropped (0 = keep
-# everything, else at least 2); where the exports (CSV.gz + JSON manifest) go.
-USAGE_EVENT_PARTITIONS_AHEAD = env.int("USAGE_EVENT_PARTITIONS_AHEAD", default=2)
-USAGE_EVENT_RETENTION_MONTHS = env.int("USAGE_EVENT_RETENTION_MONTHS", default=13)
-USAGE_EVENT_EXPORT_DIR = Path(env.str("USAGE_EVENT_EXPORT_DIR", default=str(VAR_DIR / "exports")))
 SLACK_TIMEOUT_SECONDS = env.int("SLACK_TIMEOUT_SECONDS", default=10)
 SLACK_KIND_WEBHOOKS = {
     k.strip(): v.strip()
