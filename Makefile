@@ -15,6 +15,9 @@ PIP := $(VENV)/bin/pip
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/transbot
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 TEST_VAR_DIR ?= $(CURDIR)/var/test
+# pytest-xdist workers; each gets its own test database, Redis DB (TEST_REDIS_URL's + N) and
+# VAR_DIR (see the top of trans_bot/settings.py). TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 # Two database roles, as in production: TEST_DATABASE_URL's role (the owner; it may create
 # databases and roles) creates and migrates the test database, then the tests connect as
 # "<test database>_app", a role conftest.py makes that owns nothing (row-level security and
@@ -54,7 +57,7 @@ demo: install
 
 test: install-dev
 	bash scripts/ensure-chromium.sh
-	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 chaos: install-dev
 	@for broker in $(CHAOS_BROKERS); do \
