@@ -1,6 +1,13 @@
 #!/usr/bin/env python
+import getpass
 import os
+import socket
 import sys
+
+# Commands that run whatever their user types with every company's rows in view: each run
+# is put on the audit trail (who, where) before it starts. Other commands are known code,
+# and name themselves to the database (see core.tenant_scope).
+INTERACTIVE_COMMANDS = {"shell", "shell_plus"}
 
 
 def main() -> None:
@@ -9,9 +16,27 @@ def main() -> None:
 
     from core import tenant_scope
 
+    command = sys.argv[1] if len(sys.argv) > 1 else "help"
     # A command sees every company's rows (row-level security), and says so in the database.
-    tenant_scope.set_process_scope(tenant_scope.ops(f"command:{sys.argv[1] if len(sys.argv) > 1 else 'help'}"))
+    tenant_scope.set_process_scope(tenant_scope.ops(f"command:{command}"))
+    if command in INTERACTIVE_COMMANDS:
+        audit_interactive_command(command)
     execute_from_command_line(sys.argv)
+
+
+def audit_interactive_command(command: str) -> None:
+    """One audit record per interactive session in the ops scope (its input is not recorded:
+    it may hold secrets)."""
+    import django
+
+    django.setup()
+    from audit.services import Actor, audit_record
+
+    audit_record(
+        action="ops.scope_entered",
+        actor=Actor.system(f"command:{command}"),
+        details={"command": command, "os_user": getpass.getuser(), "host": socket.gethostname()},
+    )
 
 
 if __name__ == "__main__":
