@@ -152,6 +152,12 @@ else:
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
         "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
     )
+    # No JIT: our queries run in well under a millisecond, but the planner's estimates for the
+    # small catalogue tables (rarely analysed) push the summary and entitlement queries past
+    # the JIT threshold, and compiling cost ~20 ms a request (bench/RESULTS.md).
+    if not env.bool("DATABASE_JIT", default=False):
+        _pg_options = DATABASES["default"]["OPTIONS"]
+        _pg_options["options"] = f"{_pg_options.get('options', '')} -c jit=off".strip()
 # The role that owns the tables and runs migrations (``migrate`` and ``flush`` connect as it);
 # DATABASE_URL's role then owns nothing (see "Database roles and row-level security" in the
 # README, and ``manage.py db_roles``). Unset: the same role does both (the demo).
