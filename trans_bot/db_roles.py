@@ -116,6 +116,15 @@ def _default_privileges(*, owner: str, app: str) -> list[str]:
     ]
 
 
+# The owner's SECURITY DEFINER functions of usage migration 0006 (usage.partitions).
+PARTITION_FUNCTIONS = (
+    "usage_event_partition_create",
+    "usage_event_default_months",
+    "usage_event_partition_detach",
+    "usage_event_partition_drop",
+)
+
+
 def grant_statements(*, app_role: str, owner_role: str) -> list[str]:
     """What the application role may do, for the tables there are now and (default
     privileges) for every table the owner makes later. Idempotent."""
@@ -132,6 +141,17 @@ def grant_statements(*, app_role: str, owner_role: str) -> list[str]:
         f"REVOKE INSERT, UPDATE, DELETE ON {chain_head} FROM {app}",
         "REVOKE ALL ON FUNCTION audit_append FROM PUBLIC",
         f"GRANT EXECUTE ON FUNCTION audit_append TO {app}",
+        # Stored SOC 2 evidence packs are evidence too: kept as made.
+        f"REVOKE UPDATE, DELETE ON {_table('compliance.EvidencePack')} FROM {app}",
+        # Partition upkeep creates and drops tables as the owner: the application only.
+        *(
+            statement
+            for function in PARTITION_FUNCTIONS
+            for statement in (
+                f"REVOKE ALL ON FUNCTION {function} FROM PUBLIC",
+                f"GRANT EXECUTE ON FUNCTION {function} TO {app}",
+            )
+        ),
     ]
 
 

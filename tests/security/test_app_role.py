@@ -11,6 +11,7 @@ from audit.models import AuditLog, ChainHead
 from audit.services import Actor, audit_record
 from core.db_owner import as_owner
 from trans_bot.checks import check_application_role
+from trans_bot.db_roles import PARTITION_FUNCTIONS
 
 pytestmark = [
     pytest.mark.django_db,
@@ -39,6 +40,8 @@ def record():
         "ALTER TABLE usage_usageevent NO FORCE ROW LEVEL SECURITY",
         "DROP POLICY tenant_scope ON usage_usageevent",
         "TRUNCATE usage_usageevent",
+        "UPDATE compliance_evidencepack SET sha256 = repeat('0', 64)",
+        "DELETE FROM compliance_evidencepack",
     ],
 )
 def test_the_application_role_cannot_touch_history_or_switch_security_off(record, sql):
@@ -73,3 +76,17 @@ def test_the_deploy_check_warns_when_the_application_runs_as_the_owner():
     with as_owner():  # the test suite's owner is a superuser that owns every table
         problems = {m.id for m in check_application_role()}
     assert problems == {"trans_bot.W001", "trans_bot.W002"}
+
+
+def test_only_the_application_may_run_the_partition_functions():
+    """They create and drop tables with the owner's rights: no other role (PUBLIC) may."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT proname, has_function_privilege(current_user, p.oid, 'EXECUTE'), "
+            "coalesce(bool_or(a.grantee = 0), proacl IS NULL) "
+            "FROM pg_proc p LEFT JOIN LATERAL aclexplode(p.proacl) a ON true "
+            "WHERE proname LIKE 'usage_event_%%' GROUP BY proname, p.oid, proacl ORDER BY proname"
+        )
+        rows = cursor.fetchall()
+    assert [name for name, _, _ in rows] == sorted(PARTITION_FUNCTIONS)
+    assert all(mine and not public for _, mine, public in rows)
