@@ -30,13 +30,18 @@ def audit_interactive_command(command: str) -> None:
     import django
 
     django.setup()
+    from django.db import OperationalError
+
     from audit.services import Actor, audit_record
 
-    audit_record(
-        action="ops.scope_entered",
-        actor=Actor.system(f"command:{command}"),
-        details={"command": command, "os_user": getpass.getuser(), "host": socket.gethostname()},
-    )
+    try:
+        audit_record(
+            action="ops.scope_entered",
+            actor=Actor.system(f"command:{command}"),
+            details={"command": command, "os_user": getpass.getuser(), "host": socket.gethostname()},
+        )
+    except OperationalError as exc:  # no database: the session can read no rows either
+        print(f"Not audited (the database cannot be reached: {exc}).", file=sys.stderr)
 
 
 if __name__ == "__main__":
