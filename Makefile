@@ -57,6 +57,7 @@ demo: install
 
 test: install-dev
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-wrk.sh
 	$(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 chaos: install-dev
@@ -74,7 +75,7 @@ BENCH_ENV = DATABASE_URL=$(BENCH_DATABASE_URL) CACHE_URL=$(BENCH_REDIS_URL) \
 	CELERY_BROKER_URL=$(BENCH_REDIS_URL) VAR_DIR=$(TEST_VAR_DIR)
 
 bench: install-dev
-	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+	bash scripts/ensure-wrk.sh
 	$(BENCH_ENV) DEBUG=false $(PY) bench/run.py $(BENCH)
 
 # The 100 M usage events bench_scale reads (make bench BENCH=scale): built once at low
