@@ -148,7 +148,8 @@ def _card(html: str) -> dict[str, tuple[str, str, str]]:
     card = re.search(r'<section class="tb-card" id="dash-targets">(.*?)</section>', html, re.S)
     assert card, "no targets card on the dashboard"
     rows = re.findall(
-        r'<td title="[^"]*">([^<]+)</td>\s*<td><strong class="([^"]+)">([^<]+)</strong></td>\s*<td>([^<]+)</td>',
+        r'<td title="[^"]*">([^<]+)</td>\s*<td><strong class="([^"]+)">([^<]+)</strong></td>\s*'
+        r'<td class="tb-target">([^<]+)</td>',
         card.group(1),
     )
     return {name: (css, value, target) for name, css, value, target in rows}
