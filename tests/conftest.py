@@ -6,9 +6,13 @@ import pytest
 @pytest.fixture(autouse=True)
 def _fresh_hot_cache():
     """Each test starts with an empty in-process hot-path cache (core.hotcache): rows a
-    rolled-back test cached (a key, a feature) never exist for the next one."""
+    rolled-back test cached (a key, a feature) never exist for the next one; nor does an
+    address this process trusted not to be locked out (accounts.auth)."""
+    from accounts.auth import api_key_lockout_forget
     from core import hotcache
 
     hotcache.reset_process_state()
+    api_key_lockout_forget()
     yield
     hotcache.reset_process_state()
+    api_key_lockout_forget()

@@ -168,6 +168,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache_url("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}")}
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # Django's, keeping one Redis client per connection pool instead of one per call.
+    CACHES["default"]["BACKEND"] = "core.cache.RedisCache"
     # Every cache call has a deadline: a Redis that hangs costs a request this long, not forever.
     _cache_timeout = env.float("CACHE_TIMEOUT_SECONDS", default=2.0)
     CACHES["default"].setdefault("OPTIONS", {}).update(

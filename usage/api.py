@@ -10,7 +10,6 @@ OpenAPI schema.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
@@ -19,28 +18,23 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import exceptions, serializers
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.auth import (
-    INVALID_KEY,
     LOCKED_OUT,
     CompanyAPIKeyAuthentication,
     HasCompanyAPIKey,
     IsCompanyUserOrAPIKey,
-    api_key_check,
-    api_key_failure_count,
-    api_key_known,
-    api_key_lockout,
     api_key_touch,
 )
 from accounts.models import CompanyAPIKey
 from accounts.tenancy import company_by_reference, request_company
 from billing.plans.cache import feature_ids
-from core.errors import ApplicationError, api_exception_handler
+from core.errors import ApplicationError
 from core.middleware import client_ip
 from usage.extensions import summary_extended
+from usage.lean import answer, lean_key, lean_or_drf, read_json, refuse
 from usage.parsers import LimitedJSONParser
 from usage.selectors import plans_list, usage_summary
 from usage.services import usage_record_events
@@ -71,78 +65,23 @@ def _record(key: CompanyAPIKey, data: Any) -> dict[str, Any]:
     return {"accepted": result.accepted, "duplicates": result.duplicates, "duplicate_keys": result.duplicate_keys}
 
 
-_JSON_TYPES = frozenset({"application/json", "application/json; charset=utf-8", "application/json;charset=utf-8"})
-_JSON_ACCEPTS = frozenset({"", "*/*", "application/json"})
-_ALLOW = "POST, OPTIONS"
-_renderer = JSONRenderer()
-
-
-def _lean_applies(request: HttpRequest) -> bool:
-    meta = request.META
-    return (
-        request.method == "POST"
-        and meta.get("HTTP_AUTHORIZATION", "")[:8].lower() == "api-key "
-        and meta.get("CONTENT_TYPE", "").lower() in _JSON_TYPES
-        and meta.get("HTTP_ACCEPT", "") in _JSON_ACCEPTS
-        and meta.get("CONTENT_LENGTH") not in (None, "", "0")
-    )
-
-
-def _answer(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
-    response = HttpResponse(_renderer.render(data), status=status, content_type="application/json")
-    response["Allow"] = _ALLOW
-    for name, value in (headers or {}).items():
-        response[name] = value
-    return response
-
-
-def _refuse(exc: exceptions.APIException | ApplicationError) -> HttpResponse:
-    """``exc`` answered as the DRF view answers it (``core.errors.api_exception_handler``)."""
-    if isinstance(exc, exceptions.AuthenticationFailed):
-        exc.auth_header = CompanyAPIKeyAuthentication.keyword  # type: ignore[attr-defined]  # DRF reads it
-    refused = api_exception_handler(exc, {})
-    assert refused is not None  # every APIException and ApplicationError has its answer
-    headers = {name: refused[name] for name in ("Retry-After", "WWW-Authenticate") if refused.has_header(name)}
-    return _answer(refused.data, refused.status_code, headers)
-
-
 def ingest(request: HttpRequest) -> HttpResponse:
     """``POST /api/v1/usage/events/`` without DRF: authenticate (the address's lockout,
     the key from this process's cache), throttle (one Redis round trip with the lockout),
     read the body, validate, store. Same checks, order, statuses and error shape as
     ``UsageEventsView``."""
-    raw = request.META["HTTP_AUTHORIZATION"][8:]
     address = client_ip(request)
     try:
-        if not api_key_known(raw):
-            # As the DRF view: a locked-out address is refused before its key is looked up.
-            wait = api_key_lockout(address)
-            if wait:
-                raise exceptions.Throttled(wait=wait, detail=LOCKED_OUT)
-        key = api_key_check(raw)
-        if key is None:
-            wait = api_key_lockout(address)
-            if wait:
-                raise exceptions.Throttled(wait=wait, detail=LOCKED_OUT)
-            api_key_failure_count(address)
-            raise exceptions.AuthenticationFailed(INVALID_KEY)
-        # As DRF does: the caller is known from here on (core.tenant_scope reads it for the database).
-        request.auth = key  # type: ignore[attr-defined]  # DRF's attribute, HttpRequest has none
+        key = lean_key(request, address=address, lockout_checked_later=True)
         admission = ingest_admit(prefix=key.prefix, address=address)
         if admission.locked_out:
             raise exceptions.Throttled(wait=admission.locked_out, detail=LOCKED_OUT)
         api_key_touch(key)
         if admission.throttled is not None:
             raise exceptions.Throttled(wait=admission.throttled)
-        # HttpRequest is the file-like body stream DRF's parsers read.
-        data = LimitedJSONParser().parse(
-            request,  # type: ignore[arg-type]
-            "application/json",
-            {"request": request, "encoding": "utf-8"},
-        )
-        return _answer(_record(key, data))
+        return answer(_record(key, read_json(request)))
     except (exceptions.APIException, ApplicationError) as exc:
-        return _refuse(exc)
+        return refuse(exc)
 
 
 class UsageEventsView(APIView):
@@ -157,15 +96,7 @@ class UsageEventsView(APIView):
     def as_view(cls, **initkwargs: Any) -> Any:
         """The DRF view, with well-formed calls taken by ``ingest`` first; the schema
         generator still sees this class."""
-        drf_view = super().as_view(**initkwargs)
-
-        @functools.wraps(drf_view)
-        def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if _lean_applies(request):
-                return ingest(request)
-            return drf_view(request, *args, **kwargs)
-
-        return view
+        return lean_or_drf(super().as_view(**initkwargs), ingest)
 
     @extend_schema(
         request=inline_serializer("UsageBatchIn", {"events": _events_schema}),

@@ -389,6 +389,9 @@ class FeatureStanding:
         return None if ceiling is None else max(0, ceiling - self.used)
 
 
+_COUNTERS_USED = "SELECT feature_id, used FROM usage_usagecounter WHERE company_id = %s AND period_start = %s"
+
+
 def entitlement_standings(*, company: Company, at: datetime | None = None) -> dict[str, FeatureStanding]:
     """Feature code → the company's effective entitlement and this period's use, for every
     feature: the entitlements from this process's cache (a change shows within a second,
@@ -397,11 +400,10 @@ def entitlement_standings(*, company: Company, at: datetime | None = None) -> di
     assert company.tier_id is not None
     start, end = company_period(company, now)
     entitled = entitlements_cached(company_id=company.pk, tier_id=company.tier_id, at=now)
-    used = dict(
-        UsageCounter.objects.filter(company_id=company.pk, period_start=start)
-        .order_by()  # the model's ordering would join the company and the feature
-        .values_list("feature_id", "used")
-    )
+    # Asked before every metered action: one plain indexed read, no ORM query to build.
+    with connection.cursor() as cursor:
+        cursor.execute(_COUNTERS_USED, [company.pk, start])
+        used = dict(cursor.fetchall())
     return {
         code: FeatureStanding(entitlement=e, used=used.get(e.feature_id, 0), resets_at=end)
         for code, e in entitled.items()

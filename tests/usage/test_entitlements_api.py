@@ -148,3 +148,68 @@ def test_both_operations_are_in_the_openapi_schema(client):
     assert "get" in paths["/api/v1/entitlements/"]
     check_op = paths["/api/v1/entitlements/check/"]["post"]
     assert "EntitlementCheckIn" in str(check_op["requestBody"])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"feature": "bulk_jobs", "quantity": 2},
+        {"feature": "bulk_jobs"},
+        {"feature": " bulk_jobs ", "quantity": "2"},  # coerced as the serializer coerces
+        {"feature": "bulk_jobs", "quantity": 0},
+        {"feature": "teleports"},
+        ["bulk_jobs"],
+        {"feature": "bulk_jobs", "quantity": True},
+    ],
+)
+def test_the_lean_check_answers_exactly_as_the_drf_view(acme, key_client, body):
+    """A well-formed call is served without DRF (``usage.lean``); one the lean view does not
+    take (another ``Accept``) goes through DRF. Both say the same, status and body."""
+    limit("starter", "bulk_jobs", mode=LimitMode.HARD)
+    use(acme, "bulk_jobs", 7)
+    client = key_client(acme)
+    lean = client.post(CHECK, body, format="json")
+    drf = client.post(CHECK, body, format="json", HTTP_ACCEPT="application/json; version=1")
+    assert (lean.status_code, lean.json()) == (drf.status_code, drf.json())
+    assert lean["Allow"] == drf["Allow"] == "POST, OPTIONS"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_address_locked_out_elsewhere_is_refused_within_a_second_and_at_once_after_its_own_guesses(
+    acme, make_key, settings
+):
+    """A key this process holds skips the lockout read for a second after Redis said the
+    address was clear; a lockout counted by another process applies within that second,
+    one counted here at once."""
+    import time
+
+    from django.core.cache import cache
+    from rest_framework.test import APIClient
+
+    from accounts.auth import api_key_failure_key
+
+    settings.API_KEY_FAILURES_PER_IP = 3
+    guesser = "203.0.113.91"
+    secret = make_key(acme)
+
+    def call(key: str):
+        return APIClient().post(CHECK, {"feature": "quotes"}, format="json",
+                                HTTP_AUTHORIZATION=f"Api-Key {key}", REMOTE_ADDR=guesser)
+
+    with time_machine.travel(time.time(), tick=False) as clock:
+        window = int(time.time() // settings.API_KEY_FAILURE_WINDOW_SECONDS)
+        for w in (window, window + 1):
+            cache.delete(api_key_failure_key(guesser, w))
+        assert call(secret).status_code == 200  # key and address now trusted by this process
+        cache.set(api_key_failure_key(guesser, window), 3, timeout=120)  # another process's count
+        assert call(secret).status_code == 200  # within the second this process trusts
+        clock.shift(1.0)
+        refused = call(secret)
+        assert refused.status_code == 429
+        assert refused.json()["error"]["message"].startswith("Too many failed API-key attempts")
+
+        cache.delete(api_key_failure_key(guesser, window))
+        clock.shift(1.0)
+        assert call(secret).status_code == 200  # trusted again
+        assert [call(f"{secret.split('.')[0]}.wrong").status_code for _ in range(3)] == [401] * 3
+        assert call(secret).status_code == 429  # its own guesses: at once, no waiting
