@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.core.cache import cache
 from django.db.models import Count, F, Q, Sum
 
 from accounts.models import Company
+from billing.plans.models import Tier
+from core import hotcache
 from growth.assignment import assign
 from growth.models import HOLDOUT, Experiment, ExperimentStatus, Placement, Variant
 from growth.stats import Comparison, compare, enough_data, rate_interval
@@ -75,37 +76,31 @@ class Prompt:
     variant: Variant | None  # None: the holdout
 
 
-CANDIDATES_TTL = 60  # seconds; the services clear it on start, stop and ship
-
-
-def candidates_cache_key(placement: str) -> str:
-    return f"growth:candidates:{placement}"
+# The usage summary asks on every request; these rows only change when an experiment
+# starts, stops or ships (a running experiment's variants are locked).
+_candidates: hotcache.HotCache[list[Variant]] = hotcache.HotCache(
+    "placement candidates", depends_on=(Experiment, Variant, Tier)
+)
 
 
 def placement_candidates(placement: str) -> list[Variant]:
-    """The running experiment's variants and the shipped winners at ``placement``. Cached:
-    the usage summary asks on every request, and these rows only change when an experiment
-    starts, stops or ships (a running experiment's variants are locked)."""
-    key = candidates_cache_key(placement)
-    try:
-        cached = cache.get(key)
-    except Exception:  # noqa: BLE001 - the cache (Redis) down: read the database instead
-        cached = None
-    if cached is not None:
-        return list(cached)
-    candidates = list(
-        Variant.objects.filter(experiment__placement=placement)
-        .filter(
-            Q(experiment__status=ExperimentStatus.RUNNING)
-            | Q(experiment__status=ExperimentStatus.SHIPPED, experiment__winner_id=F("id"))
+    """The running experiment's variants and the shipped winners at ``placement``, from
+    this process's memory (``core.hotcache``): a start, stop or ship shows everywhere
+    within a second. Do not change what is returned."""
+
+    def load() -> list[Variant]:
+        return list(
+            Variant.objects.filter(experiment__placement=placement)
+            .filter(
+                Q(experiment__status=ExperimentStatus.RUNNING)
+                | Q(experiment__status=ExperimentStatus.SHIPPED, experiment__winner_id=F("id"))
+            )
+            .select_related("experiment", "highlighted_tier")
+            .order_by("key")
         )
-        .select_related("experiment", "highlighted_tier")
-        .order_by("key")
-    )
-    try:
-        cache.set(key, candidates, CANDIDATES_TTL)
-    except Exception:  # noqa: BLE001
-        pass
+
+    candidates = _candidates.get(placement, load)
+    assert candidates is not None
     return candidates
 
 

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -18,10 +17,11 @@ from django.utils import timezone
 from accounts.models import Company
 from audit.services import Actor, audit_record
 from billing.plans.models import Tier
+from core import hotcache
 from core.errors import ApplicationError, Conflict
 from core.links import absolute_url
 from growth.models import Booking, Experiment, ExperimentStatus, Exposure, ExposureSource, Placement, Variant
-from growth.selectors import candidates_cache_key, company_variant, experiment_variants, placement_prompt
+from growth.selectors import company_variant, experiment_variants, placement_prompt
 
 
 class ExperimentLocked(Conflict):
@@ -67,21 +67,10 @@ def _transition(
             f"Experiment '{experiment.key}' is {current}, not {' or '.join(sorted(old))}.", code="experiment_state"
         )
     experiment.refresh_from_db()
-    candidates_forget(experiment.placement)
+    # QuerySet.update sends no signal core.hotcache would see: every process forgets the
+    # prompt candidates (growth.selectors) once this commits.
+    hotcache.invalidate(Experiment)
     audit_record(action=action, actor=actor, target=experiment, details=details)
-
-
-def candidates_forget(placement: str) -> None:
-    """After the transaction commits, so no request caches the state being replaced."""
-
-    def forget() -> None:
-        try:
-            cache.delete(candidates_cache_key(placement))
-        except Exception:  # noqa: BLE001 - Redis down: the entry expires on its own
-            pass
-
-    forget()
-    transaction.on_commit(forget)
 
 
 def experiment_start(*, experiment: Experiment, actor: Actor, now: datetime | None = None) -> Experiment:

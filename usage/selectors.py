@@ -36,6 +36,7 @@ from billing.plans.credits import balances_of, credit_grants_open
 from billing.plans.models import CreditConsumption, CreditGrant, EntitlementOverride, Feature, Tier, TierLimit
 from billing.plans.pricing import CreditBalance, LimitTerms, TierCost, TierTerms, recommend, tier_cost
 from billing.plans.selectors import Entitlement
+from core.postgresql.prepared import fetchall_prepared
 from usage.models import UsageCounter
 
 
@@ -91,9 +92,16 @@ def usage_levels(*, now: datetime, since: datetime | None = None, min_percent: i
     return counters.order_by()
 
 
-def feature_levels(*, company: Company, now: datetime) -> dict[int, str]:
-    """Feature id → level for the company's current period (features at "ok" are absent)."""
-    return dict(usage_levels(now=now).filter(company=company).values_list("feature_id", "level"))
+def level_of(*, used: int, included: int | None, company_status: str) -> str:
+    """``usage_levels``'s rule for one counter already read with its effective included
+    quantity (the tier's, or a contract override's in force): the usage summary reads every
+    counter anyway, and building that query again would cost it more than all the rest.
+    ``tests/usage/test_usage_levels.py`` holds the two to the same answers."""
+    if company_status == CompanyStatus.CANCELED or included is None or used <= 0:
+        return Level.OK
+    if used * 100 < included * settings.USAGE_WARNING_PERCENT:
+        return Level.OK
+    return Level.EXCEEDED if used > included else Level.WARNING
 
 
 _SUMMARY_SQL = """
@@ -186,15 +194,14 @@ def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, 
     assert own is not None  # a company always has a tier (PROTECT, not null)
     at_ = connection.ops.adapt_datetimefield_value(now)
     start_ = connection.ops.adapt_datetimefield_value(start)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _summary_sql(),
-            [
-                *(company.pk, start_, company.pk, at_, at_),
-                *(company.pk, start_, own, company.pk, at_, at_, at_, at_, own),
-            ],
-        )
-        rows = [_Row(*r) for r in cursor.fetchall()]
+    found = fetchall_prepared(
+        _summary_sql(),
+        [
+            *(company.pk, start_, company.pk, at_, at_),
+            *(company.pk, start_, own, company.pk, at_, at_, at_, at_, own),
+        ],
+    )
+    rows = [_Row(*r) for r in found]
     for row in rows:
         if row.override_id is not None:
             # A contract override in force on the company's own plan: the rule of
@@ -240,7 +247,6 @@ def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, 
     current_code = terms[own].code
     advice = recommend(ahead.values(), current=current_code, usage="your projected usage this period")
 
-    levels = feature_levels(company=company, now=now)
     paid = {f.feature: f for f in so_far[own].features}
     features = []
     for row in rows:
@@ -263,7 +269,7 @@ def usage_summary(*, company: Company, at: datetime | None = None) -> dict[str, 
                 "limit": included,
                 "remaining": None if included is None else max(0, included - row.used),
                 "percent": percent,
-                "status": levels.get(row.feature_id, Level.OK),
+                "status": level_of(used=row.used, included=included, company_status=company.status),
                 "overage_units": units,
                 "overage_unit_price": row.overage_price,
                 "overage_cost": units * row.overage_price,
@@ -400,10 +406,8 @@ def entitlement_standings(*, company: Company, at: datetime | None = None) -> di
     assert company.tier_id is not None
     start, end = company_period(company, now)
     entitled = entitlements_cached(company_id=company.pk, tier_id=company.tier_id, at=now)
-    # Asked before every metered action: one plain indexed read, no ORM query to build.
-    with connection.cursor() as cursor:
-        cursor.execute(_COUNTERS_USED, [company.pk, start])
-        used = dict(cursor.fetchall())
+    # Asked before every metered action: one prepared indexed read, no ORM query to build.
+    used = dict(fetchall_prepared(_COUNTERS_USED, [company.pk, start]))
     return {
         code: FeatureStanding(entitlement=e, used=used.get(e.feature_id, 0), resets_at=end)
         for code, e in entitled.items()

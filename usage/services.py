@@ -18,6 +18,7 @@ from billing.plans.cache import entitlements_cached
 from billing.plans.selectors import Entitlement
 from core.errors import ApplicationError, Conflict, ErrorKind
 from core.money import format_money
+from core.postgresql.prepared import fetchall_prepared
 from usage.crossings import Reached, company_alert_levels, crossings_record, levels_between, reached_rows
 from usage.models import (
     CrossingSource,
@@ -141,13 +142,11 @@ def _insert_postgresql(
     }
     keys: set[str] = set()
     counters: dict[Slot, int] = {}
-    with connection.cursor() as cursor:
-        cursor.execute(_PG_INGEST_SQL, params)
-        for key, feature_id, start, used in cursor.fetchall():
-            if key is not None:
-                keys.add(key)
-            else:
-                counters[(feature_id, start)] = used
+    for key, feature_id, start, used in fetchall_prepared(_PG_INGEST_SQL, params):
+        if key is not None:
+            keys.add(key)
+        else:
+            counters[(feature_id, start)] = used
     return keys, counters
 
 

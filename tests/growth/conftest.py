@@ -73,17 +73,3 @@ def company_in(variant_key: str, experiment: Experiment, make_company, *, tier: 
         if (variant.key if variant else None) == variant_key:
             return company
     raise AssertionError(f"no company landed in {variant_key}")
-
-
-@pytest.fixture(autouse=True)
-def _forget_cached_candidates():
-    """The prompt candidates are cached per placement (Redis outlives a test's rollback)."""
-    from django.core.cache import cache
-
-    from growth.models import Placement
-    from growth.selectors import candidates_cache_key
-
-    keys = [candidates_cache_key(p) for p in Placement.values]
-    cache.delete_many(keys)
-    yield
-    cache.delete_many(keys)

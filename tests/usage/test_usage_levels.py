@@ -102,3 +102,52 @@ def test_the_admin_bars_colour_only_the_companys_own_levels(ops_client, tenants)
         page = ops_client.get(f"/admin/accounts/company/{tenants['globex'].pk}/change/").content.decode()
     assert "31,000 / 100,000 (31 %)" in page
     assert "#c62828" not in page and "#ed8c00" not in page
+
+
+def test_the_summary_and_the_sql_rule_agree_at_every_edge(make_company):
+    """The summary reads each feature's level from the counters it already has
+    (``usage.selectors.level_of``); the dashboard, the monitor and the filters read
+    ``usage_levels`` in SQL. Around the warning share and the limit, on the tier's terms and
+    on contract overrides (larger, zero, unlimited, expired), and for a canceled company,
+    both say the same."""
+    from datetime import timedelta
+
+    from billing.plans.models import EntitlementOverride
+    from usage.selectors import usage_levels, usage_summary
+
+    bulk = Feature.objects.get(code="bulk_jobs")  # Starter: 10 included
+    terms = {
+        "tier": None,
+        "override 20": {"included": 20},
+        "override 0": {"included": 0},
+        "override unlimited": {"included": None},
+        "expired override 1": {"included": 1, "ends_at": NOW - timedelta(days=1)},
+        "canceled": None,
+    }
+    cases = {}
+    for name, override in terms.items():
+        for used in (0, 1, 7, 8, 9, 10, 11, 16, 20, 21, 50):
+            status = CompanyStatus.CANCELED if name == "canceled" else CompanyStatus.ACTIVE
+            company = make_company("starter", status=status)
+            if used:
+                use(company, "bulk_jobs", used)
+            if override is not None:
+                EntitlementOverride.objects.create(
+                    company=company, feature=bulk, starts_at=NOW - timedelta(days=40), **override
+                )
+            cases[company.pk] = (name, used, company)
+
+    with time_machine.travel(NOW, tick=False):
+        sql = {
+            company_id: level
+            for company_id, feature_id, level in usage_levels(now=NOW).values_list("company_id", "feature_id", "level")
+            if feature_id == bulk.pk
+        }
+        summary = {
+            pk: next(f["status"] for f in usage_summary(company=company, at=NOW)["features"]
+                     if f["feature"] == "bulk_jobs")
+            for pk, (_, _, company) in cases.items()
+        }
+    disagree = [(cases[pk][:2], sql.get(pk, "ok"), summary[pk]) for pk in cases if sql.get(pk, "ok") != summary[pk]]
+    assert disagree == []
+    assert {summary[pk] for pk in cases} == {"ok", "warning", "exceeded"}  # every level was reached
