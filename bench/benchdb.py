@@ -354,14 +354,27 @@ def wrk(base: str, requests: list[Request], *, connections: int, seconds: float,
     )
 
 
-def warm_up(base: str, requests: list[Request], times: int = 10) -> None:
-    """Each request ``times`` over keep-alive (every worker's connections and caches), each
-    answer checked: a misconfigured server fails here, before anything is measured."""
-    with http_client() as client:
+def warm_up(base: str, requests: list[Request], times: int = 10, concurrency: int = 8) -> None:
+    """Each request ``times`` over, ``concurrency`` at once, each answer checked: a
+    misconfigured server fails here, before anything is measured. Sent one at a time, the
+    requests would all reach the one worker the kernel wakes first (a sync gunicorn worker
+    answers one connection at a time); sent together they reach every worker, so none
+    meets its first request (imports, its database connection, its caches) inside a
+    measured turn. Then, where wrk is installed, ``BENCH_WARM_SECONDS`` (2) of wrk load, not
+    measured: the first seconds under load are slower on either side, whatever is served."""
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    def send(r: Request) -> None:
+        with http_client() as client:
+            check_status(client.request(r.method, base + r.path, headers=r.headers, content=r.body or None),
+                         expected=range(200, 300))
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
         for _ in range(times):
-            for r in requests:
-                check_status(client.request(r.method, base + r.path, headers=r.headers, content=r.body or None),
-                             expected=range(200, 300))
+            list(pool.map(send, [r for r in requests for _ in range(concurrency)]))
+    if shutil.which("wrk") is not None:
+        wrk(base, requests, connections=concurrency, seconds=size("BENCH_WARM_SECONDS", 2), what=f"warm-up of {base}")
 
 
 def merge(results: list[WrkResult]) -> WrkResult:
