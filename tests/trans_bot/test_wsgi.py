@@ -1,0 +1,30 @@
+"""The web process's garbage collector: what Django and the apps load at start lives as
+long as the process, so ``trans_bot.wsgi`` freezes it. Unfrozen, each worker's first full
+collection scans it all and stalls whichever request triggers it for tens of
+milliseconds (bench/RESULTS.md: the entitlement check's first turn)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_PROBE = """
+import gc, json
+import trans_bot.wsgi
+print(json.dumps({"frozen": gc.get_freeze_count(), "tracked": len(gc.get_objects())}))
+"""
+
+
+def test_what_the_web_process_loads_at_start_is_kept_out_of_the_collectors_sight():
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "trans_bot.settings"},
+    )
+    assert done.returncode == 0, done.stderr
+    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    # A full collection now scans what is tracked, not the frozen start-up objects.
+    assert counts["frozen"] > 100_000
+    assert counts["tracked"] * 10 < counts["frozen"]
