@@ -1,5 +1,5 @@
 """What the lean API views share: the plain Django views that serve the product backend's
-hottest calls (``usage.api.ingest``, ``usage.entitlements_api.entitlement_check``) without
+hottest calls (``usage.api.ingest``, ``usage.entitlements_api.entitlement_check_lean``) without
 DRF's request and response machinery, answering exactly as their DRF views do.
 
 A call is taken by a lean view only when it is well formed in the usual way (``Api-Key``
@@ -17,15 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 
-from accounts.auth import (
-    INVALID_KEY,
-    LOCKED_OUT,
-    CompanyAPIKeyAuthentication,
-    api_key_check,
-    api_key_failure_count,
-    api_key_known,
-    api_key_lockout,
-)
+from accounts.auth import CompanyAPIKeyAuthentication, api_key_authenticate
 from accounts.models import CompanyAPIKey
 from core.errors import ApplicationError, api_exception_handler
 from usage.parsers import LimitedJSONParser
@@ -81,28 +73,11 @@ def refuse(exc: exceptions.APIException | ApplicationError) -> HttpResponse:
 
 
 def lean_key(request: HttpRequest, *, address: str | None, lockout_checked_later: bool = False) -> CompanyAPIKey:
-    """The caller's key, checked as ``CompanyAPIKeyAuthentication`` checks it: a locked-out
-    address is refused (429) before its key is looked at, a wrong key is counted against the
-    address and refused (401). With ``lockout_checked_later`` a key this process already
-    holds skips the lockout read, which the caller then makes itself (ingest reads it in the
-    throttle's round trip); otherwise, for such a key, Redis's "not locked out" of the last
-    second is reused (``accounts.auth.api_key_lockout``). The caller records the use (``api_key_touch``). Sets
-    ``request.auth`` as DRF does (``core.tenant_scope`` reads it)."""
+    """The caller's key, checked as ``CompanyAPIKeyAuthentication`` checks it
+    (``accounts.auth.api_key_authenticate``), and set as ``request.auth`` as DRF does
+    (``core.tenant_scope`` reads it)."""
     raw = request.META["HTTP_AUTHORIZATION"][8:]
-    known = api_key_known(raw)
-    skipped = lockout_checked_later and known
-    if not skipped:
-        wait = api_key_lockout(address, key_known=known)
-        if wait:
-            raise exceptions.Throttled(wait=wait, detail=LOCKED_OUT)
-    key = api_key_check(raw)
-    if key is None:
-        if skipped:
-            wait = api_key_lockout(address)
-            if wait:
-                raise exceptions.Throttled(wait=wait, detail=LOCKED_OUT)
-        api_key_failure_count(address)
-        raise exceptions.AuthenticationFailed(INVALID_KEY)
+    key = api_key_authenticate(raw, address, lockout_checked_later=lockout_checked_later)
     request.auth = key  # type: ignore[attr-defined]  # DRF's attribute, HttpRequest has none
     return key
 

@@ -395,7 +395,13 @@ class FeatureStanding:
         return None if ceiling is None else max(0, ceiling - self.used)
 
 
-_COUNTERS_USED = "SELECT feature_id, used FROM usage_usagecounter WHERE company_id = %s AND period_start = %s"
+_COUNTERS_USED_SQL = "SELECT feature_id, used FROM {counter} WHERE company_id = %s AND period_start = %s"
+
+
+@cache
+def _counters_used_sql() -> str:
+    """Named by the model, as ``_summary_sql`` is."""
+    return _COUNTERS_USED_SQL.format(counter=connection.ops.quote_name(UsageCounter._meta.db_table))
 
 
 def entitlement_standings(*, company: Company, at: datetime | None = None) -> dict[str, FeatureStanding]:
@@ -407,7 +413,7 @@ def entitlement_standings(*, company: Company, at: datetime | None = None) -> di
     start, end = company_period(company, now)
     entitled = entitlements_cached(company_id=company.pk, tier_id=company.tier_id, at=now)
     # Asked before every metered action: one prepared indexed read, no ORM query to build.
-    used = dict(fetchall_prepared(_COUNTERS_USED, [company.pk, start]))
+    used = dict(fetchall_prepared(_counters_used_sql(), [company.pk, start]))
     return {
         code: FeatureStanding(entitlement=e, used=used.get(e.feature_id, 0), resets_at=end)
         for code, e in entitled.items()
