@@ -15,8 +15,21 @@ from django.db.backends.postgresql import base
 from core import tenant_scope
 from core.dbhealth import SocketHealthCheck
 
+# psycopg prepares nothing while a connection's prepare_threshold is None, which is what
+# Django sets unless OPTIONS name one: then even ``execute(..., prepare=True)`` is sent
+# unprepared. Past this many runs of one text psycopg would prepare it unasked, which never
+# happens: Django binds its parameters on the client, so its texts repeat rarely, and the
+# statements that should be prepared ask for it (``core.postgresql.prepared``).
+PREPARE_ONLY_WHEN_ASKED = 2**31 - 1
+
 
 class DatabaseWrapper(SocketHealthCheck, base.DatabaseWrapper):  # health check: a socket poll, not SELECT 1
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        connection = super().get_new_connection(conn_params)
+        if connection.prepare_threshold is None:
+            connection.prepare_threshold = PREPARE_ONLY_WHEN_ASKED
+        return connection
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.tenant_scope_applied: tenant_scope.Scope | None = None
