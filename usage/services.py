@@ -3,12 +3,13 @@ it makes) and the owners' alert settings; the nightly monitor is ``usage.monitor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -148,6 +149,89 @@ def _insert_postgresql(
         else:
             counters[(feature_id, start)] = used
     return keys, counters
+
+
+_PG_INGEST_ONE_SQL = """
+WITH ins AS (
+    INSERT INTO usage_usageevent (company_id, feature_id, quantity, idempotency_key, fingerprint,
+                                  occurred_at, received_at, period_start, api_key_id)
+    VALUES (%(company_id)s, %(feature_id)s, %(quantity)s, %(key)s, %(fingerprint)s, %(occurred)s, %(now)s,
+            %(start)s, %(api_key_id)s)
+    ON CONFLICT ON CONSTRAINT usageevent_unique_company_key DO NOTHING
+    RETURNING quantity
+),
+roll AS (
+    INSERT INTO usage_usagecounter (company_id, feature_id, period_start, period_end, used, updated_at)
+    SELECT %(company_id)s, %(feature_id)s, %(start)s, %(end)s, quantity, %(now)s FROM ins
+    ON CONFLICT (company_id, feature_id, period_start)
+    DO UPDATE SET used = usage_usagecounter.used + EXCLUDED.used, updated_at = EXCLUDED.updated_at
+    RETURNING used
+)
+SELECT usage_ingest_guard(used, %(quantity)s, %(thresholds)s::bigint[]) FROM roll
+"""
+
+# Raised by usage_ingest_guard (usage/migrations/0007): the one statement's counter passed
+# an alert level; the statement was undone.
+CROSSING_SQLSTATE = "TB001"
+
+
+def _thresholds(*, included: int | None, levels: tuple[int, ...]) -> list[int]:
+    """The counter values at which each alert level is reached: a counter going from
+    ``before`` to ``after`` passes level ``lv`` (``levels_between``) exactly when
+    ``before < t <= after`` for its threshold ``t`` = ⌈included × lv / 100⌉."""
+    if not included or included <= 0:
+        return []
+    return sorted({-(-included * level // 100) for level in levels})
+
+
+def _record_one(
+    *, company: Company, event: EventIn, api_key_id: str | None, now: datetime, entitlement: Entitlement | None
+) -> IngestResult | None:
+    """A one-event batch of a feature counted as always (no hard limit, no cap, no spend
+    cap) in one autocommit statement: insert, skip a known key, count. None when the count
+    would pass an alert level (the guard undid the statement): the caller does the batch in
+    a transaction that records the crossing with the count."""
+    included = entitlement.terms.included if entitlement is not None else None
+    params = {
+        "company_id": company.pk,
+        "feature_id": event.feature_id,
+        "quantity": event.quantity,
+        "key": event.idempotency_key,
+        "fingerprint": event.fingerprint,
+        "occurred": event.occurred_at,
+        "now": now,
+        "start": event.period_start,
+        "end": event.period_end,
+        "api_key_id": api_key_id,
+        "thresholds": _thresholds(included=included, levels=company_alert_levels(company)),
+    }
+    try:
+        # Outside a transaction (a request) the statement commits alone; inside one (a
+        # caller's, a test's) a savepoint stands in for it.
+        with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
+            counted = fetchall_prepared(_PG_INGEST_ONE_SQL, params)
+    except DatabaseError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) == CROSSING_SQLSTATE:
+            return None
+        raise
+    if counted:
+        return IngestResult(accepted=1, duplicates=0, duplicate_keys=[])
+    stored = (
+        UsageEvent.objects.filter(
+            company_id=company.pk, idempotency_key=event.idempotency_key, period_start=event.period_start
+        )
+        .values_list("fingerprint", flat=True)
+        .first()
+    )
+    if stored is None:  # the key's event was removed since: nothing to acknowledge it by
+        return None
+    if stored != event.fingerprint:
+        raise Conflict(
+            f"Idempotency key {event.idempotency_key!r} was already used for a "
+            "different event (feature, quantity or occurred_at differ).",
+            field="events.0.idempotency_key",
+        )
+    return IngestResult(accepted=0, duplicates=1, duplicate_keys=[event.idempotency_key])
 
 
 def _insert_portable(
@@ -457,6 +541,17 @@ def usage_record_events(
     insert = _insert_postgresql if connection.vendor == "postgresql" else _insert_portable
     entitlements = _entitlements(company=company, events=unique, now=now) if unique else {}
     ceilings = _ceilings(entitlements=entitlements, events=unique) if unique else {}
+    if len(events) == 1 and not ceilings and company.spend_cap is None and connection.vendor == "postgresql":
+        event = events[0]
+        one = _record_one(
+            company=company,
+            event=event,
+            api_key_id=api_key.pk if api_key is not None else None,
+            now=now,
+            entitlement=entitlements[event.period_start].get(event.feature_id),
+        )
+        if one is not None:
+            return one
     with transaction.atomic():
         cap = _spend_cap_locked(company) if unique and company.spend_cap is not None else None
         inserted, counters = insert(

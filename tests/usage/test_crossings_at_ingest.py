@@ -166,7 +166,7 @@ class TestCost:
         # (the savepoints are the test's own transaction around the service's atomic block)
         statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
         assert len(statements) == 1, statements
-        assert statements[0].lstrip().startswith("WITH rows AS")
+        assert statements[0].lstrip().startswith("WITH ins AS")
 
     def test_a_crossing_adds_its_statements_only_when_it_happens(self, acme):
         ingest(acme, 1)
@@ -176,6 +176,58 @@ class TestCost:
             ingest(acme, 900)
         assert len(crossing.captured_queries) > len(quiet.captured_queries)
         assert crossings(acme)[0][0] == 80
+
+
+@pytest.mark.django_db(transaction=True)
+class TestTheOneStatementPath:
+    """Outside a transaction (as a request runs) a one-event batch is one autocommit
+    statement; a crossing undoes it and the batch is done again in a transaction."""
+
+    def test_an_event_that_crosses_a_level_is_stored_and_counted_once_with_its_crossing(self, acme):
+        ingest(acme, 799)
+        assert crossings(acme) == []
+        ingest(acme, 1)  # 800 of 1,000: the guard undoes the statement, the transaction redoes it
+
+        assert UsageCounter.objects.get(company=acme, feature__code="quotes").used == 800
+        assert acme.usage_events.count() == 2
+        assert crossings(acme) == [(80, True, "ingest", 800)]
+        assert len(owner_mail(acme)) == 1
+
+    def test_a_replay_is_a_duplicate_and_a_changed_replay_a_conflict(self, acme):
+        from billing.plans.cache import feature_ids
+        from core.errors import Conflict
+
+        def send(quantity: int):
+            event = {"feature": "quotes", "quantity": quantity, "idempotency_key": "once",
+                     "occurred_at": NOW.isoformat()}
+            events = validate_batch({"events": [event]}, features=feature_ids(), anchor_day=acme.billing_anchor_day,
+                                    now=NOW)
+            return usage_record_events(company=acme, events=events, now=NOW)
+
+        assert send(5).accepted == 1
+        again = send(5)
+        with pytest.raises(Conflict) as conflict:
+            send(6)
+
+        assert (again.accepted, again.duplicates, again.duplicate_keys) == (0, 1, ["once"])
+        assert conflict.value.field == "events.0.idempotency_key"
+        assert UsageCounter.objects.get(company=acme, feature__code="quotes").used == 5
+
+
+@pytest.mark.parametrize("included", [1, 3, 7, 10, 99, 100, 101, 1000, 1001])
+def test_the_guard_thresholds_say_what_levels_between_says(included):
+    """The statement's guard refuses exactly the counter moves ``levels_between`` finds a
+    level in: every before/after pair up to twice the quantity, levels 1–150 %."""
+    from usage.crossings import levels_between
+    from usage.services import _thresholds
+
+    levels = (1, 25, 33, 50, 66, 80, 90, 99, 100, 101, 120, 150)
+    thresholds = _thresholds(included=included, levels=levels)
+    for before in range(0, 2 * included + 2):
+        for after in range(before + 1, 2 * included + 3):
+            crossed = any(before < t <= after for t in thresholds)
+            assert crossed == bool(levels_between(before=before, after=after, included=included, levels=levels)), (
+                before, after)
 
 
 @pytest.mark.django_db
