@@ -144,25 +144,16 @@ INVALID_KEY = "Invalid, revoked or expired API key."
 LOCKED_OUT = "Too many failed API-key attempts from this address."
 
 
-def api_key_authenticate(raw: str, address: str | None, *, lockout_checked_later: bool = False) -> CompanyAPIKey:
+def api_key_authenticate(raw: str, address: str | None) -> CompanyAPIKey:
     """The valid key ``raw`` names, for a caller at ``address``: a locked-out address is
     refused (429) before its key is looked at, a wrong key is counted against the address
     and refused (401). For a key this process holds, Redis's "not locked out" of the last
-    ``LOCKOUT_TRUSTED_SECONDS`` is reused; with ``lockout_checked_later`` such a key skips
-    the lockout read altogether, which the caller then makes itself (ingest reads it in the
-    throttle's round trip). The caller records the use (``api_key_touch``)."""
-    known = api_key_known(raw)
-    skipped = lockout_checked_later and known
-    if not skipped:
-        wait = api_key_lockout(address, key_known=known)
-        if wait:
-            raise exceptions.Throttled(wait=wait, detail=LOCKED_OUT)
+    ``LOCKOUT_TRUSTED_SECONDS`` is reused. The caller records the use (``api_key_touch``)."""
+    wait = api_key_lockout(address, key_known=api_key_known(raw))
+    if wait:
+        raise exceptions.Throttled(wait=wait, detail=LOCKED_OUT)
     key = api_key_check(raw)
     if key is None:
-        if skipped:
-            wait = api_key_lockout(address)
-            if wait:
-                raise exceptions.Throttled(wait=wait, detail=LOCKED_OUT)
         api_key_failure_count(address)
         raise exceptions.AuthenticationFailed(INVALID_KEY)
     return key

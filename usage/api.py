@@ -22,7 +22,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.auth import (
-    LOCKED_OUT,
     CompanyAPIKeyAuthentication,
     HasCompanyAPIKey,
     IsCompanyUserOrAPIKey,
@@ -38,7 +37,7 @@ from usage.lean import answer, lean_key, lean_or_drf, read_json, refuse
 from usage.parsers import LimitedJSONParser
 from usage.selectors import plans_list, usage_summary
 from usage.services import usage_record_events
-from usage.throttles import UsageIngestThrottle, ingest_admit
+from usage.throttles import UsageIngestThrottle, ingest_throttle_wait
 from usage.validation import validate_batch
 
 USER_OR_KEY_AUTH = [CompanyAPIKeyAuthentication, SessionAuthentication, TokenAuthentication]
@@ -67,18 +66,15 @@ def _record(key: CompanyAPIKey, data: Any) -> dict[str, Any]:
 
 def ingest(request: HttpRequest) -> HttpResponse:
     """``POST /api/v1/usage/events/`` without DRF: authenticate (the address's lockout,
-    the key from this process's cache), throttle (one Redis round trip with the lockout),
-    read the body, validate, store. Same checks, order, statuses and error shape as
-    ``UsageEventsView``."""
-    address = client_ip(request)
+    the key from this process's cache), throttle (the key's tally in this process, settled
+    with Redis in batches), read the body, validate, store. Same checks, order, statuses
+    and error shape as ``UsageEventsView``."""
     try:
-        key = lean_key(request, address=address, lockout_checked_later=True)
-        admission = ingest_admit(prefix=key.prefix, address=address)
-        if admission.locked_out:
-            raise exceptions.Throttled(wait=admission.locked_out, detail=LOCKED_OUT)
+        key = lean_key(request, address=client_ip(request))
         api_key_touch(key)
-        if admission.throttled is not None:
-            raise exceptions.Throttled(wait=admission.throttled)
+        wait = ingest_throttle_wait(key.prefix)
+        if wait is not None:
+            raise exceptions.Throttled(wait=wait)
         return answer(_record(key, read_json(request)))
     except (exceptions.APIException, ApplicationError) as exc:
         return refuse(exc)

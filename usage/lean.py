@@ -72,12 +72,12 @@ def refuse(exc: exceptions.APIException | ApplicationError) -> HttpResponse:
     return answer(refused.data, refused.status_code, headers)
 
 
-def lean_key(request: HttpRequest, *, address: str | None, lockout_checked_later: bool = False) -> CompanyAPIKey:
+def lean_key(request: HttpRequest, *, address: str | None) -> CompanyAPIKey:
     """The caller's key, checked as ``CompanyAPIKeyAuthentication`` checks it
     (``accounts.auth.api_key_authenticate``), and set as ``request.auth`` as DRF does
     (``core.tenant_scope`` reads it)."""
     raw = request.META["HTTP_AUTHORIZATION"][8:]
-    key = api_key_authenticate(raw, address, lockout_checked_later=lockout_checked_later)
+    key = api_key_authenticate(raw, address)
     request.auth = key  # type: ignore[attr-defined]  # DRF's attribute, HttpRequest has none
     return key
 

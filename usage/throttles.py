@@ -1,11 +1,18 @@
 """Rate limits per API key: one noisy backend cannot starve the others.
 
-The counters live in Redis: one round trip per request (a Lua script that counts the hit
-and, for ingestion, also reads the address's API-key lockout). Without Redis the throttle
-counts in this process instead (the same limit per process: looser across N processes,
-never none) and says so once in the log: PostgreSQL, not Redis, is what ingestion needs,
-so a Redis outage must not turn away events. It tries Redis again every
-``RETRY_SHARED_AFTER`` seconds.
+The limit is a fixed window per key, counted in Redis and shared by every process; each
+process settles its hits with Redis in batches (one round trip, ``INCRBY``, at most every
+``SETTLE_EVERY`` seconds per key) and admits in between from the last shared count plus
+its own hits since. Close to the limit (the last ``NEAR_LIMIT`` of it) every hit settles,
+so the limit holds as exactly as a round trip per request would make it; far from it a
+process may not yet see up to ``SETTLE_EVERY`` of the others' hits, which is the price of
+the round trip the hot path no longer makes. Once the shared count is over the limit the
+rest of the window is refused without asking Redis again.
+
+Without Redis the throttle counts in this process instead (the same limit per process:
+looser across N processes, never none) and says so once in the log: PostgreSQL, not Redis,
+is what ingestion needs, so a Redis outage must not turn away events. It tries Redis again
+every ``RETRY_SHARED_AFTER`` seconds.
 """
 
 from __future__ import annotations
@@ -18,7 +25,6 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, cast
 
-from django.conf import settings
 from django.core.cache import DEFAULT_CACHE_ALIAS, BaseCache, caches
 from django.core.cache.backends.redis import RedisCache
 from rest_framework.request import Request
@@ -26,29 +32,26 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
-from accounts.auth import api_key_failure_key, api_key_lockout
 from accounts.models import CompanyAPIKey
 from core.outages import CACHE_ERRORS, Degraded
 
 logger = logging.getLogger(__name__)
 
 RETRY_SHARED_AFTER = 5.0
+SETTLE_EVERY = 0.1  # seconds between a process's round trips for one key, far from the limit
+NEAR_LIMIT = 0.1  # the share of the limit within which every hit settles
+_MAX_TALLIES = 10_000
 _degraded = Degraded("usage ingest throttle: Redis unreachable, counting per process", logger)
 _local_lock = threading.Lock()
-_local_counts: dict[str, tuple[int, int]] = {}  # key -> (window, hits), this process only
+_local_counts: dict[str, tuple[int, int]] = {}  # key -> (window, hits), this process only, Redis down
 SCOPE = "usage_ingest"
 CACHE_FORMAT = SimpleRateThrottle.cache_format
 
-# KEYS[1]: the hit counter of this window; KEYS[2], if given: the failed API-key attempts
-# of the caller's address, ARGV[2] the most it may have. Returns the hits so far, or -1
-# when the address is locked out (then the hit is not counted).
-_COUNT_LUA = """
-if #KEYS > 1 then
-  local failures = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
-  if failures >= tonumber(ARGV[2]) then return -1 end
-end
-local hits = redis.call('INCR', KEYS[1])
-if hits == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+# KEYS[1]: the hit counter of this window; ARGV[1] its expiry, ARGV[2] the hits to add.
+# Returns the window's hits so far, every process's.
+_SETTLE_LUA = """
+local hits = redis.call('INCRBY', KEYS[1], ARGV[2])
+if hits == tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return hits
 """
 _scripts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -60,33 +63,73 @@ def _shared_cache() -> BaseCache:
 
 
 def _redis_script(backend: RedisCache) -> Any:
-    """The counting script bound to a client of ``backend``'s pool (one per backend)."""
+    """The settling script bound to a client of ``backend``'s pool (one per backend)."""
     client = backend._cache  # one RedisCacheClient per backend, holding the connection pools
     script = _scripts.get(client)
     if script is None:
-        script = client.get_client(write=True).register_script(_COUNT_LUA)
+        script = client.get_client(write=True).register_script(_SETTLE_LUA)
         _scripts[client] = script
     return script
 
 
-def _count_shared(key: str, ttl: int, *, lockout_key: str | None = None, max_failures: int = 0) -> int:
-    """Count one hit on ``key`` in the shared cache; -1 when ``lockout_key`` has reached
-    ``max_failures``. Redis: one round trip. Other caches (the demo's file cache): as
-    Django's cache API allows."""
+def _add_shared(key: str, ttl: int, hits: int) -> int:
+    """Add ``hits`` to ``key``'s count in the shared cache; the count after. Redis: one
+    round trip. Other caches (the demo's file cache): as Django's cache API allows."""
     backend = _shared_cache()
     if isinstance(backend, RedisCache):
-        keys = [backend.make_and_validate_key(key)]
-        if lockout_key is not None:
-            keys.append(backend.make_and_validate_key(lockout_key))
-        return int(_redis_script(backend)(keys=keys, args=[ttl, max_failures]))
-    if lockout_key is not None and (backend.get(lockout_key) or 0) >= max_failures:
-        return -1
+        return int(_redis_script(backend)(keys=[backend.make_and_validate_key(key)], args=[ttl, hits]))
     backend.add(key, 0, timeout=ttl)
     try:
-        return backend.incr(key)
-    except ValueError:  # expired between add and incr: this request opens the window
-        backend.set(key, 1, timeout=ttl)
-        return 1
+        return backend.incr(key, hits)
+    except ValueError:  # expired between add and incr: these hits open the window
+        backend.set(key, hits, timeout=ttl)
+        return hits
+
+
+@dataclass
+class _Tally:
+    """One key's window as this process sees it."""
+
+    window: int
+    shared: int = 0  # the window's count in Redis at the last settle (this process's hits in it)
+    pending: int = 0  # hits admitted here since, not yet added there
+    settled_at: float = -math.inf
+
+
+_tallies_lock = threading.Lock()
+_tallies: dict[str, _Tally] = {}
+
+
+def _admit_shared(key: str, *, num: int, duration: int, window: int, now: float) -> bool:
+    """Whether one more hit on ``key`` fits the limit (``num`` per ``duration``), counted
+    as the module says; raises the cache's errors when Redis cannot be reached."""
+    with _tallies_lock:
+        tally = _tallies.get(key)
+        if tally is None or tally.window != window:
+            if len(_tallies) >= _MAX_TALLIES:
+                _tallies.clear()
+            tally = _tallies[key] = _Tally(window)
+        if tally.shared >= num:
+            return False  # over already: the count only grows until the window ends
+        hits = tally.shared + tally.pending + 1
+        near = hits > num - max(int(num * NEAR_LIMIT), 1)
+        if not near and now - tally.settled_at < SETTLE_EVERY:
+            tally.pending += 1
+            return True
+        adding, tally.pending = tally.pending + 1, 0
+    total = _add_shared(f"{key}:{window}", duration + 1, adding)
+    with _tallies_lock:
+        tally.shared = max(tally.shared, total)
+        tally.settled_at = now
+    return total <= num
+
+
+def throttle_forget() -> None:
+    """Forget this process's tallies (tests; a flushed Redis)."""
+    with _tallies_lock:
+        _tallies.clear()
+    with _local_lock:
+        _local_counts.clear()
 
 
 def _rate() -> tuple[int, int] | None:
@@ -102,51 +145,33 @@ def _throttle_key(prefix: str) -> str:
     return CACHE_FORMAT % {"scope": SCOPE, "ident": f"key:{prefix}"}
 
 
-@dataclass(frozen=True)
-class Admission:
-    """What the ingest throttle says about one request: ``locked_out`` (seconds until the
-    address may use an API key again) or ``throttled`` (seconds until the next window)."""
-
-    locked_out: int = 0
-    throttled: float | None = None
-
-
-def ingest_admit(*, prefix: str, address: str | None) -> Admission:
-    """For an ingest request with the valid key ``prefix`` from ``address``: is the address
-    locked out for guessing keys (``accounts.auth.api_key_lockout``), and is the key over
-    its rate? One Redis round trip for both; without Redis, the rate is counted in this
-    process and the lockout is not checked (as ``api_key_lockout`` does)."""
-    rate = _rate()
-    now = time.time()
-    if rate is None:
-        wait = api_key_lockout(address)
-        return Admission(locked_out=wait)
+def _admit(key: str, rate: tuple[int, int], now: float) -> float | None:
+    """None when one more hit on ``key`` is within ``rate``; else the seconds until the
+    next window."""
     num, duration = rate
     window = int(now // duration)
-    key = f"{_throttle_key(prefix)}:{window}"
-    length = settings.API_KEY_FAILURE_WINDOW_SECONDS
-    lock_window = int(now // length)
     if _degraded.worth_trying(now, every=RETRY_SHARED_AFTER):
         try:
-            hits = _count_shared(
-                key,
-                duration + 1,
-                lockout_key=api_key_failure_key(address, lock_window),
-                max_failures=settings.API_KEY_FAILURES_PER_IP,
-            )
+            admitted = _admit_shared(key, num=num, duration=duration, window=window, now=now)
         except CACHE_ERRORS as exc:
             _degraded.failed(exc, now)
         else:
             _degraded.recovered(now)
-            if hits < 0:
-                return Admission(locked_out=max(math.ceil((lock_window + 1) * length - now), 1))
-            return Admission() if hits <= num else Admission(throttled=max((window + 1) * duration - now, 0))
-    hits = _count_local(_throttle_key(prefix), window)
-    return Admission() if hits <= num else Admission(throttled=max((window + 1) * duration - now, 0))
+            return None if admitted else max((window + 1) * duration - now, 0)
+    hits = _count_local(key, window)
+    return None if hits <= num else max((window + 1) * duration - now, 0)
+
+
+def ingest_throttle_wait(prefix: str) -> float | None:
+    """For an ingest request with the valid key ``prefix``: None when the key is within its
+    rate, else the seconds until it may call again."""
+    rate = _rate()
+    return None if rate is None else _admit(_throttle_key(prefix), rate, time.time())
 
 
 class UsageIngestThrottle(SimpleRateThrottle):
-    """A fixed-window counter per key: one atomic cache increment per request.
+    """The ingest limit for the calls the DRF view serves, counted as ``ingest_throttle_wait``
+    counts (the same tallies).
 
     DRF's own throttle keeps every request time of the window in one cache value and
     rewrites it on each request, which at thousands of requests a minute costs more than
@@ -158,7 +183,7 @@ class UsageIngestThrottle(SimpleRateThrottle):
     # Set by SimpleRateThrottle.__init__ from the rate, which allow_request checks first.
     num_requests: int
     duration: int
-    window_ends: float
+    wait_seconds: float | None = None
 
     def get_rate(self) -> str | None:
         # Read at request time, so a changed setting applies without a restart of the class.
@@ -178,25 +203,11 @@ class UsageIngestThrottle(SimpleRateThrottle):
         key = self.get_cache_key(request, view)
         if key is None:
             return True
-        now = time.time()
-        window = int(now // self.duration)
-        self.window_ends = (window + 1) * self.duration
-        self.now = now
-        if _degraded.worth_trying(now, every=RETRY_SHARED_AFTER):
-            try:
-                count = self._count_hit(f"{key}:{window}")
-            except CACHE_ERRORS as exc:
-                _degraded.failed(exc, now)
-            else:
-                _degraded.recovered(now)
-                return count <= self.num_requests
-        return _count_local(key, window) <= self.num_requests
-
-    def _count_hit(self, key: str) -> int:
-        return _count_shared(key, int(self.duration) + 1)
+        self.wait_seconds = _admit(key, (self.num_requests, self.duration), time.time())
+        return self.wait_seconds is None
 
     def wait(self) -> float:
-        return max(self.window_ends - self.now, 0)
+        return self.wait_seconds or 0.0
 
 
 def _count_local(key: str, window: int) -> int:

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,6 @@ import time_machine
 from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from accounts.auth import api_key_failure_key
@@ -92,30 +92,66 @@ def own_redis(settings):
         }
         hotcache.reset_process_state()
         throttles._degraded.since = None
-        throttles._local_counts.clear()
+        throttles.throttle_forget()
         yield server
         hotcache.reset_process_state()
         throttles._degraded.since = None
-        throttles._local_counts.clear()
+        throttles.throttle_forget()
 
 
 @pytest.mark.django_db
-def test_a_warm_ingest_call_looks_up_no_key_and_no_feature_and_makes_one_redis_round_trip(
-    acme, make_key, own_redis
-):
+def test_a_warm_ingest_call_looks_up_no_key_and_no_feature_and_leaves_redis_alone(acme, make_key, own_redis):
     client = _key_client(make_key(acme))
-    with time_machine.travel(time.time(), tick=False):  # no version check falls due in between
-        assert _post(client).status_code == 200  # the first call loads the key and the features
+    with time_machine.travel(time.time(), tick=False) as clock:  # no version check falls due in between
+        assert _post(client).status_code == 200  # loads the key and the features, opens the throttle's window
         sent = CountingConnection.sent
-        with CaptureQueriesContext(connection) as queries:
+        statements: list[str] = []
+
+        def seen(execute, sql, params, many, context):  # each request resets Django's query log
+            statements.append(sql)
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(seen):
             answers = [_post(client).status_code for _ in range(5)]
+        warm = CountingConnection.sent - sent
+        clock.shift(throttles.SETTLE_EVERY + 0.01)
+        sent = CountingConnection.sent
+        assert _post(client).status_code == 200
+        settling = CountingConnection.sent - sent
 
     assert answers == [200] * 5
-    assert CountingConnection.sent - sent == 5  # the throttle and the lockout: one script call each
-    read = " ".join(q["sql"] for q in queries.captured_queries)
+    assert warm == 0  # the throttle counted them here; the lockout's "no" is trusted for a second
+    assert settling == 1  # then one round trip adds them all to the key's shared count
+    (counter,) = redis.Redis.from_url(own_redis.url()).keys("*throttle_usage_ingest*")
+    assert int(redis.Redis.from_url(own_redis.url()).get(counter)) == 7
+    read = " ".join(statements)
     assert "billing_companyapikey" not in read  # the key, its company and tier came from memory
     assert "usage_usageevent" in read
-    assert UsageEvent.objects.filter(company=acme).count() == 6
+    assert UsageEvent.objects.filter(company=acme).count() == 7
+
+
+@pytest.mark.django_db
+def test_the_rate_limit_counts_other_processes_hits_and_holds_exactly_near_the_limit(
+    acme, make_key, own_redis, settings
+):
+    settings.REST_FRAMEWORK = {**django_settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"usage_ingest": "100/min"}}
+    client = _key_client(make_key(acme))
+    with time_machine.travel(datetime(2026, 11, 25, 12, 0, 5, tzinfo=UTC), tick=False) as clock:
+        assert _post(client).status_code == 200  # this window's first hit: settled at once
+        (counter,) = redis.Redis.from_url(own_redis.url()).keys("*throttle_usage_ingest*")
+        redis.Redis.from_url(own_redis.url()).incrby(counter, 95)  # the key's hits in the other processes
+        assert _post(client).status_code == 200  # far from the limit: counted here
+        clock.shift(throttles.SETTLE_EVERY + 0.01)
+        codes, trips = [], []
+        for _ in range(5):
+            sent = CountingConnection.sent
+            codes.append(_post(client).status_code)
+            trips.append(CountingConnection.sent - sent)
+
+    assert codes == [200, 200, 200, 429, 429]  # 98, 99, 100 of 100; then over
+    assert trips == [1, 1, 1, 0, 0]  # near the limit every hit settles; at it, Redis is not asked again
+    assert int(redis.Redis.from_url(own_redis.url()).get(counter)) == 100
+    assert UsageEvent.objects.filter(company=acme).count() == 5
 
 
 @pytest.mark.django_db(transaction=True)

@@ -35,10 +35,10 @@ def redis_cache(settings):
             "DEFAULT_THROTTLE_RATES": {"usage_ingest": "3/min"},
         }
         throttles._degraded.since = None
-        throttles._local_counts.clear()
+        throttles.throttle_forget()
         yield redis
         throttles._degraded.since = None
-        throttles._local_counts.clear()
+        throttles.throttle_forget()
 
 
 def _post(client, key: str):
