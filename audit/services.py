@@ -64,10 +64,8 @@ _COLUMNS = [
 # needs no right to move the head itself. A concurrent appender waits on the head's row
 # lock until this transaction ends, then continues from the new head.
 _APPEND_SQL = (
-    "SELECT r_id, r_seq, r_prev_hash, r_hash FROM audit_append(%(content)s, %(created_at)s::timestamptz, "
-    "%(actor_type)s, %(actor_user_id)s::bigint, %(actor_label)s, %(action)s, %(target_type)s, "
-    "%(target_id)s, %(target_repr)s, %(company_id)s::bigint, %(company_name)s, %(details)s::jsonb, "
-    "%(request_id)s, %(ip)s::inet)"
+    "SELECT r_id, r_seq, r_prev_hash, r_hash FROM audit_append(%s, %s::timestamptz, %s, %s::bigint, %s, %s, "
+    "%s, %s, %s, %s::bigint, %s, %s::jsonb, %s, %s::inet)"
 )
 
 
@@ -75,10 +73,12 @@ def _ensure_head() -> None:
     ChainHead.objects.bulk_create([ChainHead(pk=1, seq=0, hash=GENESIS_HASH)], ignore_conflicts=True)
 
 
-def _append_postgresql(log: AuditLog, content: str) -> None:
-    params = {c: getattr(log, c) for c in _COLUMNS}
-    params["details"] = json.dumps(log.details)
-    params["content"] = content
+def _append_postgresql(log: AuditLog, content: str, details_json: str) -> None:
+    params = [
+        content, log.created_at, log.actor_type, log.actor_user_id, log.actor_label, log.action,
+        log.target_type, log.target_id, log.target_repr, log.company_id, log.company_name, details_json,
+        log.request_id, log.ip,
+    ]
     connection.ensure_connection()
     # A server-side-bound, prepared statement on Django's own connection (so inside the
     # caller's transaction): the server parses and plans it once per connection.
@@ -203,6 +203,7 @@ def audit_record(
     the chain head stays locked until that transaction ends, which is what keeps the
     chain unbroken under concurrent writers (keep audited transactions short)."""
     ctx = context.current()
+    details_json = json.dumps(details or {}, cls=DjangoJSONEncoder)
     log = AuditLog(
         created_at=timezone.now(),
         actor_type=actor.type,
@@ -211,14 +212,14 @@ def audit_record(
         action=action,
         company_id=company.pk if company is not None else None,
         company_name=str(company)[:200] if company is not None else "",
-        details=json_safe(details or {}),
+        details=json.loads(details_json),  # what the JSON column will hand back (json_safe)
         request_id=ctx.request_id,
         ip=context.normalize_ip(ctx.ip),
         **_target_fields(target),
     )
     content = canonical_content(log)
     if connection.vendor == "postgresql":
-        _append_postgresql(log, content)
+        _append_postgresql(log, content, details_json)
     else:
         _append_portable(log, content)
     return log

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import Any
@@ -34,9 +35,12 @@ def reset(token: contextvars.Token) -> None:
     _current.reset(token)
 
 
+@functools.lru_cache(maxsize=4096)  # a process sees the same few addresses over and over
 def normalize_ip(value: str | None) -> str | None:
     """The address in its one canonical text form (what PostgreSQL's inet prints, so the
     audit record hashes as stored), or None when it is not an address at all."""
+    if not value:
+        return None
     try:
         # No zone ids ("fe80::1%eth0"): PostgreSQL's inet has none.
         return str(ipaddress.ip_address((value or "").strip().split("%")[0]))
