@@ -1,4 +1,4 @@
-"""The web process's garbage collector: what Django and the apps load at start lives as
+"""The web and worker processes' garbage collector: what Django and the apps load at start lives as
 long as the process, so ``trans_bot.wsgi`` freezes it. Unfrozen, each worker's first full
 collection scans it all and stalls whichever request triggers it for tens of
 milliseconds (bench/RESULTS.md: the entitlement check's first turn)."""
@@ -26,5 +26,28 @@ def test_what_the_web_process_loads_at_start_is_kept_out_of_the_collectors_sight
     assert done.returncode == 0, done.stderr
     counts = json.loads(done.stdout.strip().splitlines()[-1])
     # A full collection now scans what is tracked, not the frozen start-up objects.
+    assert counts["frozen"] > 100_000
+    assert counts["tracked"] * 10 < counts["frozen"]
+
+
+_WORKER_PROBE = """
+import gc, json
+import django
+django.setup()
+from celery.signals import worker_process_init
+from trans_bot.celery import app
+app.loader.import_default_modules()  # the task modules, as a worker imports them
+worker_process_init.send(sender=None)
+print(json.dumps({"frozen": gc.get_freeze_count(), "tracked": len(gc.get_objects())}))
+"""
+
+
+def test_a_worker_process_keeps_what_it_loaded_out_of_the_collectors_sight_too():
+    done = subprocess.run(
+        [sys.executable, "-c", _WORKER_PROBE], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "trans_bot.settings"},
+    )
+    assert done.returncode == 0, done.stderr
+    counts = json.loads(done.stdout.strip().splitlines()[-1])
     assert counts["frozen"] > 100_000
     assert counts["tracked"] * 10 < counts["frozen"]
