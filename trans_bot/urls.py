@@ -9,10 +9,11 @@ from accounts.forms import ResetPasswordForm
 from trans_bot.health import HealthzView
 from trans_bot.views import business_targets_page
 
+# Tried in order: the product backend's calls (ingest, the entitlement check) come first.
 api_v1 = [
+    path("", include("usage.urls")),
     path("", include("accounts.urls")),
     path("", include("regions.urls")),
-    path("", include("usage.urls")),
     path("", include("billing.urls")),
     path("", include("billing.plans.urls")),
     path("", include("growth.urls")),
@@ -27,6 +28,7 @@ def favicon(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [
     path("healthz", HealthzView.as_view(), name="healthz"),
+    path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("favicon.ico", favicon),
     # Companies, members and API keys moved from billing to accounts: old bookmarks still land.
     re_path(
@@ -42,7 +44,6 @@ urlpatterns = [
         name="password_reset_confirm",
     ),
     path("reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
-    path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     # The account pages, the sign-in page, the public calculator and "/".

@@ -34,31 +34,36 @@ def fetchall_prepared(
     """The rows of ``sql`` with ``params`` (``%s`` or ``%(name)s`` placeholders), run as a
     prepared statement on PostgreSQL."""
     connection = connections[using]
-    with connection.cursor() as cursor:
-        if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
 
-        def run(sql: str, params: Any, many: bool, context: dict[str, Any]) -> list[Any]:
-            raw = connection.connection
-            with psycopg.Cursor(raw) as prepared:
-                if raw.autocommit or raw.info.transaction_status != TransactionStatus.IDLE:
-                    prepared.execute(sql, params, prepare=True)
-                    return prepared.fetchall()
-                # The transaction's first statement: its BEGIN goes in the same round trip.
-                with raw.pipeline():
-                    prepared.execute(sql, params, prepare=True)
-                    return prepared.fetchall()
+    def run(sql: str, params: Any, many: bool, context: dict[str, Any]) -> list[Any]:
+        raw = connection.connection
+        with psycopg.Cursor(raw) as prepared:
+            if raw.autocommit or raw.info.transaction_status != TransactionStatus.IDLE:
+                prepared.execute(sql, params, prepare=True)
+                return prepared.fetchall()
+            # The transaction's first statement: its BEGIN goes in the same round trip.
+            with raw.pipeline():
+                prepared.execute(sql, params, prepare=True)
+                return prepared.fetchall()
 
-        executor: Any = run
-        for wrapper in reversed(connection.execute_wrappers):
-            executor = functools.partial(wrapper, executor)
-        connection.validate_no_broken_transaction()
-        started = time.monotonic()
-        with connection.wrap_database_errors:
-            rows = executor(sql, params, False, {"connection": connection, "cursor": cursor})
-        if connection.queries_logged:
-            connection.queries_log.append(
-                {"sql": f"{sql} -- prepared, params {params!r}", "time": f"{time.monotonic() - started:.3f}"}
-            )
-        return rows
+    executor: Any = run
+    for wrapper in reversed(connection.execute_wrappers):
+        executor = functools.partial(wrapper, executor)
+    # What connection.cursor() checks and does first (the health check of a reused
+    # connection too), without making a cursor of Django's: the statement has its own.
+    connection.validate_thread_sharing()
+    connection.validate_no_broken_transaction()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    started = time.monotonic()
+    with connection.wrap_database_errors:
+        rows = executor(sql, params, False, {"connection": connection, "cursor": None})
+    if connection.queries_logged:
+        connection.queries_log.append(
+            {"sql": f"{sql} -- prepared, params {params!r}", "time": f"{time.monotonic() - started:.3f}"}
+        )
+    return rows
