@@ -151,26 +151,32 @@ def _insert_postgresql(
     return keys, counters
 
 
-_PG_INGEST_ONE_SQL = """
+# Whether the counter's update passed a level threshold (``_thresholds``, sorted): the
+# number of thresholds at or below it (its ``width_bucket``) grew.
+_CROSSES_SQL = (
+    "width_bucket(used, %(thresholds)s::bigint[]) > width_bucket(used - %(quantity)s, %(thresholds)s::bigint[])"
+)
+
+# ON CONFLICT without a target: the only unique index a new row can meet is the key's
+# (the id comes from its sequence), and naming the constraint costs the partitioned table
+# a lookup per statement.
+_PG_INGEST_ONE_SQL = f"""
 WITH ins AS (
     INSERT INTO usage_usageevent (company_id, feature_id, quantity, idempotency_key, fingerprint,
                                   occurred_at, received_at, period_start, api_key_id)
     VALUES (%(company_id)s, %(feature_id)s, %(quantity)s, %(key)s, %(fingerprint)s, %(occurred)s, %(now)s,
             %(start)s, %(api_key_id)s)
-    ON CONFLICT ON CONSTRAINT usageevent_unique_company_key DO NOTHING
+    ON CONFLICT DO NOTHING
     RETURNING quantity
-),
-roll AS (
-    INSERT INTO usage_usagecounter (company_id, feature_id, period_start, period_end, used, updated_at)
-    SELECT %(company_id)s, %(feature_id)s, %(start)s, %(end)s, quantity, %(now)s FROM ins
-    ON CONFLICT (company_id, feature_id, period_start)
-    DO UPDATE SET used = usage_usagecounter.used + EXCLUDED.used, updated_at = EXCLUDED.updated_at
-    RETURNING used
 )
-SELECT usage_ingest_guard(used, %(quantity)s, %(thresholds)s::bigint[]) FROM roll
-"""
+INSERT INTO usage_usagecounter (company_id, feature_id, period_start, period_end, used, updated_at)
+SELECT %(company_id)s, %(feature_id)s, %(start)s, %(end)s, quantity, %(now)s FROM ins
+ON CONFLICT (company_id, feature_id, period_start)
+DO UPDATE SET used = usage_usagecounter.used + EXCLUDED.used, updated_at = EXCLUDED.updated_at
+RETURNING CASE WHEN {_CROSSES_SQL} THEN usage_ingest_crossed() ELSE used END
+"""  # noqa: S608 (no input in the text: the parameters are bound)
 
-# Raised by usage_ingest_guard (usage/migrations/0007): the one statement's counter passed
+# Raised by usage_ingest_crossed (usage/migrations/0007): the one statement's counter passed
 # an alert level; the statement was undone.
 CROSSING_SQLSTATE = "TB001"
 
@@ -192,6 +198,7 @@ def _record_one(
     would pass an alert level (the guard undid the statement): the caller does the batch in
     a transaction that records the crossing with the count."""
     included = entitlement.terms.included if entitlement is not None else None
+    thresholds = _thresholds(included=included, levels=company_alert_levels(company))
     params = {
         "company_id": company.pk,
         "feature_id": event.feature_id,
@@ -203,7 +210,8 @@ def _record_one(
         "start": event.period_start,
         "end": event.period_end,
         "api_key_id": api_key_id,
-        "thresholds": _thresholds(included=included, levels=company_alert_levels(company)),
+        # An array literal: psycopg's list dumper would inspect the list on every call.
+        "thresholds": "{" + ",".join(map(str, thresholds)) + "}",
     }
     try:
         # Outside a transaction (a request) the statement commits alone; inside one (a

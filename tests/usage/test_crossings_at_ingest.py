@@ -214,20 +214,32 @@ class TestTheOneStatementPath:
         assert UsageCounter.objects.get(company=acme, feature__code="quotes").used == 5
 
 
+@pytest.mark.django_db
 @pytest.mark.parametrize("included", [1, 3, 7, 10, 99, 100, 101, 1000, 1001])
-def test_the_guard_thresholds_say_what_levels_between_says(included):
-    """The statement's guard refuses exactly the counter moves ``levels_between`` finds a
-    level in: every before/after pair up to twice the quantity, levels 1–150 %."""
+def test_the_statements_crossing_test_says_what_levels_between_says(included):
+    """The one statement's ``RETURNING`` raises exactly for the counter moves
+    ``levels_between`` finds a level in: every before/after pair up to twice the quantity,
+    levels 1–150 %, evaluated by PostgreSQL."""
     from usage.crossings import levels_between
-    from usage.services import _thresholds
+    from usage.services import _CROSSES_SQL, _thresholds
 
     levels = (1, 25, 33, 50, 66, 80, 90, 99, 100, 101, 120, 150)
-    thresholds = _thresholds(included=included, levels=levels)
-    for before in range(0, 2 * included + 2):
-        for after in range(before + 1, 2 * included + 3):
-            crossed = any(before < t <= after for t in thresholds)
-            assert crossed == bool(levels_between(before=before, after=after, included=included, levels=levels)), (
-                before, after)
+    literal = "{" + ",".join(map(str, _thresholds(included=included, levels=levels))) + "}"
+    top = 2 * included + 3
+    crosses = _CROSSES_SQL.replace("%(quantity)s", "quantity")  # the event's quantity: a column here
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT used - quantity, used, {crosses} FROM "  # noqa: S608 (the module's own SQL)
+            "(SELECT a AS used, a - b AS quantity FROM generate_series(0, %(top)s) AS b, "
+            "generate_series(0, %(top)s) AS a WHERE a > b) AS moves",
+            {"thresholds": literal, "top": top},
+        )
+        rows = cursor.fetchall()
+
+    assert len(rows) == top * (top + 1) // 2
+    for before, after, passed in rows:
+        assert passed == bool(levels_between(before=before, after=after, included=included, levels=levels)), (
+            before, after)
 
 
 @pytest.mark.django_db

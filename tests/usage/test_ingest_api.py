@@ -286,6 +286,33 @@ def test_too_many_requests_from_one_key_is_a_429_and_other_keys_go_on(acme, key_
     assert UsageEvent.objects.count() == 4
 
 
+def test_the_drf_view_and_the_lean_view_count_one_limit_per_key(acme, key_client):
+    """A call the lean view does not take (another Accept) is throttled by the DRF view,
+    on the same tally."""
+    rates = {"DEFAULT_THROTTLE_RATES": {"usage_ingest": "3/min"}}
+    from django.conf import settings
+
+    with override_settings(REST_FRAMEWORK={**settings.REST_FRAMEWORK, **rates}), time_machine.travel(
+        datetime(2026, 11, 25, 12, 0, 5, tzinfo=UTC), tick=False
+    ):
+        client = key_client(acme)
+
+        def send(key: str, accept: str):
+            body = json.dumps({"events": [_ok(idempotency_key=key)]})
+            return client.post(URL, body, content_type="application/json", HTTP_ACCEPT=accept)
+
+        codes = [send("d0", "application/json; version=1").status_code, send("l0", "*/*").status_code,
+                 send("d1", "application/json; version=1").status_code]
+        refused = send("d2", "application/json; version=1")
+        lean_refused = send("l1", "*/*")
+
+    assert codes == [200, 200, 200]
+    assert refused.status_code == lean_refused.status_code == 429
+    assert refused.json()["error"]["code"] == lean_refused.json()["error"]["code"] == "throttled"
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert UsageEvent.objects.count() == 3
+
+
 class TestGraceWindow:
     """Late events for a closed period are accepted for USAGE_GRACE_HOURS (24 h) after it closes."""
 
