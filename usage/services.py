@@ -542,7 +542,11 @@ def usage_record_events(
     An alert level the batch's counters pass is recorded and announced (owners' e-mail;
     for a breach the ops alert and task; an audit record) in the same transaction, once
     however many batches pass it together: the counters' row locks order them, so only
-    one sees the level between its before and after."""
+    one sees the level between its before and after.
+
+    On PostgreSQL a one-event batch of an unlimited-or-soft feature of a company without a
+    spend cap is one autocommit statement (``_record_one``); only when its count passes a
+    level is it undone and done again here, in the transaction that records the crossing."""
     now = now or timezone.now()
     unique, repeats = _dedupe_batch(events)
     index_of = {e.idempotency_key: i for i, e in reversed(list(enumerate(events)))}
