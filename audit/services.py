@@ -7,7 +7,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models, transaction
 from django.utils import timezone
@@ -15,6 +14,7 @@ from django.utils import timezone
 from audit.chain import GENESIS_HASH, canonical_content, chain_hash
 from audit.models import ActorType, AuditLog, ChainHead
 from core import context
+from core.postgresql.prepared import fetchall_prepared
 
 
 @dataclass(frozen=True)
@@ -79,15 +79,12 @@ def _append_postgresql(log: AuditLog, content: str, details_json: str) -> None:
         log.target_type, log.target_id, log.target_repr, log.company_id, log.company_name, details_json,
         log.request_id, log.ip,
     ]
-    connection.ensure_connection()
-    # A server-side-bound, prepared statement on Django's own connection (so inside the
-    # caller's transaction): the server parses and plans it once per connection.
-    with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(_APPEND_SQL, params, prepare=True)
-        row = cursor.fetchone()
-    if row is None:
+    # Prepared, on Django's own connection (so inside the caller's transaction), through its
+    # execute wrappers and error translation (core.postgresql.prepared).
+    rows = fetchall_prepared(_APPEND_SQL, params)
+    if not rows:
         raise RuntimeError("audit chain head could not be created")
-    log.pk, log.seq, log.prev_hash, log.hash = row
+    log.pk, log.seq, log.prev_hash, log.hash = rows[0]
     log._state.adding = False
 
 

@@ -43,6 +43,6 @@ def normalize_ip(value: str | None) -> str | None:
         return None
     try:
         # No zone ids ("fe80::1%eth0"): PostgreSQL's inet has none.
-        return str(ipaddress.ip_address((value or "").strip().split("%")[0]))
+        return str(ipaddress.ip_address(value.strip().split("%")[0]))
     except ValueError:
         return None

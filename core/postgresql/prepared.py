@@ -1,5 +1,5 @@
 """Prepared statements for the few statements every request runs (the usage summary's,
-ingestion's, the entitlement check's).
+ingestion's, the entitlement check's, the audit append).
 
 Django binds parameters on the client (psycopg's ``ClientCursor``): every execution sends
 a new statement text, which PostgreSQL parses and plans anew. For the summary's join of
