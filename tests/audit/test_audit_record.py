@@ -74,3 +74,26 @@ def test_details_are_stored_as_they_were_hashed():
         details={"when": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "amount": Decimal("1.50")},
     )
     assert audit_verify_chain().ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_postgresql_dropping_the_connection_mid_append_is_a_database_outage_not_a_crash():
+    """What the outage middleware answers 503 for: the append's error is Django's, naming
+    the database, not a driver error it does not know (which would be a 500)."""
+    import psycopg
+    from django.db import connection
+
+    from core.outages import outage_part
+
+    audit_record(action="a.before", actor=Actor.system("t"))  # the connection is open and used
+    s = connection.settings_dict
+    with psycopg.connect(host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432, user=s["USER"], dbname=s["NAME"],
+                         autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+
+    with pytest.raises(Exception) as dropped:
+        audit_record(action="a.during", actor=Actor.system("t"))
+
+    assert outage_part(dropped.value) == "database"
+    connection.close()
+    assert not AuditLog.objects.filter(action="a.during").exists()
