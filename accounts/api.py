@@ -30,7 +30,8 @@ from rest_framework.views import APIView
 from accounts.models import Membership, MembershipRole
 from accounts.password_reset import password_reset_complete, password_reset_request, password_reset_user
 from accounts.signin import user_sign_in, user_sign_out
-from accounts.throttles import SignInLocked
+from accounts.throttles import ResetLimited, SignInLocked
+from core.middleware import client_ip
 
 INVALID_LOGIN = "The username and password do not match an account. Both are case-sensitive."
 
@@ -195,15 +196,22 @@ class PasswordResetView(CsrfProtectedView):
 
     @extend_schema(
         request=PasswordResetIn,
-        responses={202: DetailOut, **_REFUSALS},
+        responses={202: DetailOut, 429: ApiError, **_REFUSALS},
         summary="E-mail a password reset link",
-        description="Always 202 for a well-formed address: the answer never says whether it belongs to anyone.",
+        description=(
+            "Always 202 for a well-formed address: the answer never says whether it belongs to anyone. "
+            "429 after too many requests for the address or from the client (known address or not); "
+            "`Retry-After` says when to ask again."
+        ),
         tags=["auth"],
     )
     def post(self, request):
         data = PasswordResetIn(data=request.data)
         data.is_valid(raise_exception=True)
-        password_reset_request(email=data.validated_data["email"])
+        try:
+            password_reset_request(email=data.validated_data["email"], ip=client_ip(request._request))
+        except ResetLimited as exc:
+            raise Throttled(wait=exc.wait, detail="Too many password reset requests.")
         return Response(
             {"detail": "If an account uses this address, a link to reset its password is on its way."},
             status=status.HTTP_202_ACCEPTED,

@@ -25,7 +25,7 @@ from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
-from accounts.throttles import sign_in_failures_clear
+from accounts.throttles import password_reset_counted, sign_in_failures_clear
 from audit.services import Actor, audit_record
 from core.links import absolute_url
 from core.queue import enqueue
@@ -33,10 +33,13 @@ from core.queue import enqueue
 logger = logging.getLogger(__name__)
 
 
-def password_reset_request(*, email: str) -> None:
+def password_reset_request(*, email: str, ip: str | None) -> None:
     """Queue a reset e-mail to every account that may reset with this address (Django's
     rule: active, with a usable password, the address matching case-insensitively).
-    Nothing happens for an unknown address."""
+    Nothing happens for an unknown address. Raises ``ResetLimited`` after too many
+    requests for this address or from this client (``accounts.throttles``), known
+    address or not."""
+    password_reset_counted(ip=ip, email=email)
     for user in PasswordResetForm().get_users(email):
         transaction.on_commit(partial(_enqueue_send, user.pk))
 

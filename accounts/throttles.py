@@ -105,3 +105,34 @@ def sign_in_failures_clear(*, username: str) -> None:
     """Forget the username's failures in this window (its owner just proved who they are)."""
     window = int(time.time() // settings.LOGIN_FAILURE_WINDOW_SECONDS)
     caches["default"].delete(_keys(ip=None, username=username, window=window)[1])
+
+
+# --- Password reset requests -------------------------------------------------------------
+#
+# Each request for a reset e-mail is counted, before the address is looked up, against the
+# client address and against the e-mail address asked for (whether or not it belongs to
+# anyone, so the limit tells nothing about accounts): ``PASSWORD_RESET_PER_IP`` and
+# ``PASSWORD_RESET_PER_EMAIL`` in a fixed window of ``PASSWORD_RESET_WINDOW_SECONDS``.
+# Beyond them the request is refused (429) and not counted, so nobody can fill a mailbox
+# or the outbox through the reset form.
+
+
+class ResetLimited(Exception):
+    """Too many reset requests for this e-mail address or from this client address."""
+
+    def __init__(self, wait: int):
+        super().__init__(f"limited for {wait} s")
+        self.wait = wait
+
+
+def password_reset_counted(*, ip: str | None, email: str) -> None:
+    """Count one reset request, or raise ``ResetLimited`` (counting nothing)."""
+    length = settings.PASSWORD_RESET_WINDOW_SECONDS
+    now = time.time()
+    window = int(now // length)
+    digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+    keys = (f"pwreset:ip:{ip or 'unknown'}:{window}", f"pwreset:email:{digest}:{window}")
+    ip_count, email_count = _add(keys, 1, length + 1)
+    if ip_count > settings.PASSWORD_RESET_PER_IP or email_count > settings.PASSWORD_RESET_PER_EMAIL:
+        _add(keys, -1, length + 1)
+        raise ResetLimited(wait=max(math.ceil((window + 1) * length - now), 1))

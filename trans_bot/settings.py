@@ -225,6 +225,11 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_FAILURES_PER_USERNAME = env.int("LOGIN_FAILURES_PER_USERNAME", default=5)
 LOGIN_FAILURES_PER_IP = env.int("LOGIN_FAILURES_PER_IP", default=20)
 LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=900)
+# Password reset e-mails asked for, per client address and per e-mail address, in each window
+# (accounts.throttles.password_reset_counted); beyond them the request is a 429.
+PASSWORD_RESET_PER_IP = env.int("PASSWORD_RESET_PER_IP", default=10)
+PASSWORD_RESET_PER_EMAIL = env.int("PASSWORD_RESET_PER_EMAIL", default=3)
+PASSWORD_RESET_WINDOW_SECONDS = env.int("PASSWORD_RESET_WINDOW_SECONDS", default=3600)
 # The account pages' sign-in (customers app); the admin keeps its own.
 LOGIN_URL = "customers:login"
 LOGIN_REDIRECT_URL = "customers:usage"
@@ -282,6 +287,8 @@ REST_FRAMEWORK: dict[str, Any] = {
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "usage_ingest": env.str("USAGE_INGEST_RATE", default="6000/min"),
+        # The public pricing calculator (GET /api/v1/plans/quote/), per client address.
+        "quote": env.str("QUOTE_RATE", default="60/min"),
     },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }

@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 
 from billing.plans.catalogue import DEFAULT_FEATURES
 from billing.plans.selectors import MAX_QUOTE_VOLUME, feature_codes, plans_quote
+from billing.plans.throttles import QuoteThrottle
 
 
 def quote_volumes(params: Any, *, features: list[str]) -> dict[str, int]:
@@ -102,6 +103,7 @@ _tier_out = inline_serializer(
 class QuoteView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    throttle_classes = [QuoteThrottle]
     schema = _QuoteSchema()
 
     @extend_schema(

@@ -25,6 +25,7 @@ from accounts.models import Company, Membership
 from audit.models import AuditLog
 from billing.plans.catalogue import install_default_catalogue
 from billing.plans.models import Feature, Tier, TierLimit
+from tests.own_redis import OwnRedis
 from tests.waiting import until
 from trans_bot.celery import app
 
@@ -40,10 +41,11 @@ NOON = datetime(2031, 3, 4, 12, 0, 5, tzinfo=UTC)  # 5 s into a 15-minute window
 
 @pytest.fixture(autouse=True)
 def _no_failures_counted():
-    """Redis outlives a test: every test starts with no failed sign-ins on record."""
+    """Redis outlives a test: every test starts with no failed sign-ins or reset requests on record."""
     client = cache._cache.get_client(write=True)
-    for key in client.scan_iter(match=cache.make_key("signin-fail:*")):
-        client.delete(key)
+    for pattern in ("signin-fail:*", "pwreset:*"):
+        for key in client.scan_iter(match=cache.make_key(pattern)):
+            client.delete(key)
     yield
 
 
@@ -403,6 +405,57 @@ def test_a_malformed_address_is_named_and_a_bogus_link_is_refused(nina):
             "code": "invalid_link",
             "message": "This reset link is invalid, expired or already used: ask for a new one.",
         }
+
+
+def test_reset_e_mails_are_limited_per_address_asked_for_known_or_not(
+    nina, settings, django_capture_on_commit_callbacks
+):
+    """Nobody can fill a mailbox through the reset form, and the limit tells nothing about
+    which addresses have accounts: an unknown address is limited exactly as a known one."""
+    settings.PASSWORD_RESET_PER_EMAIL = 2
+    with time_machine.travel(NOON, tick=False), django_capture_on_commit_callbacks() as queued:
+        answers = {
+            email: [Browser(ip=f"192.0.2.{n}{i}").handshake().post(RESET, {"email": email}) for i in range(3)]
+            for n, email in enumerate(["NINA@acme.example", "nobody@acme.example"], start=1)
+        }
+        other = Browser(ip="192.0.2.30").handshake().post(RESET, {"email": "someone@acme.example"})
+
+    for email, (first, second, third) in answers.items():
+        assert (first.status_code, second.status_code, third.status_code) == (202, 202, 429), email
+        assert int(third["Retry-After"]) > 0
+        assert _error(third)["code"] == "throttled"
+    assert answers["NINA@acme.example"][2].json() == answers["nobody@acme.example"][2].json()
+    assert other.status_code == 202
+    assert len(queued) == 2  # two e-mails queued for Nina, none for the refused request
+
+
+def test_reset_requests_are_limited_per_client_address(nina, settings):
+    settings.PASSWORD_RESET_PER_IP = 3
+    with time_machine.travel(NOON, tick=False):
+        flooder = Browser(ip="203.0.113.50").handshake()
+        codes = [flooder.post(RESET, {"email": f"victim{i}@example.com"}).status_code for i in range(4)]
+        elsewhere = Browser(ip="203.0.113.51").handshake().post(RESET, {"email": "nina@acme.example"})
+    assert codes == [202, 202, 202, 429]
+    assert elsewhere.status_code == 202
+
+
+def test_with_redis_down_the_reset_form_is_a_503_not_an_unlimited_mailer(
+    nina, settings, django_capture_on_commit_callbacks
+):
+    browser = Browser().handshake()
+    with OwnRedis() as redis, django_capture_on_commit_callbacks() as queued:
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": redis.url(),
+                "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+            }
+        }
+        redis.stop()
+        down = browser.post(RESET, {"email": "nina@acme.example"})
+    assert down.status_code == 503 and int(down["Retry-After"]) > 0
+    assert _error(down)["code"] == "cache_unavailable"
+    assert not queued
 
 
 def test_a_reset_needs_the_csrf_token(nina):
