@@ -22,14 +22,16 @@ def user_sign_in(*, request: HttpRequest, username: str, password: str) -> Abstr
     """Sign the user in on this request's session, or return None when the username and
     password do not match an active account; whether the username exists is never told.
     Raises ``SignInLocked`` (before the password is checked) after too many failures for
-    this username or from this address."""
-    attempt = sign_in_attempt_begin(ip=client_ip(request), username=username)
+    this username or from this address (from an address the username signed in from
+    lately, for this username at this address: ``accounts.throttles``)."""
+    ip = client_ip(request)
+    attempt = sign_in_attempt_begin(ip=ip, username=username)
     user = authenticate(request, username=username, password=password)
     if user is None:
         if attempt.locks_if_it_fails:
             _audit_lock(attempt=attempt, username=username)
         return None
-    sign_in_attempt_succeeded(attempt)
+    sign_in_attempt_succeeded(attempt, ip=ip, username=username)
     login(request, user)
     return user
 
@@ -43,7 +45,7 @@ def _audit_lock(*, attempt: SignInAttempt, username: str) -> None:
     """Once per lock: the failure that used up the last try (each failure is audited too)."""
     locked = []
     if attempt.username_count == settings.LOGIN_FAILURES_PER_USERNAME:
-        locked.append("username")
+        locked.append("username at a known address" if attempt.known_address else "username")
     if attempt.ip_count == settings.LOGIN_FAILURES_PER_IP:
         locked.append("ip")
     audit_record(

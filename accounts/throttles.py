@@ -9,6 +9,12 @@ it differently would tell a guesser when they hit it.
 
 An attempt is counted *before* its password is checked and handed back when it succeeds,
 so a burst of parallel guesses cannot all slip in under the limit.
+
+Known addresses. Anyone could lock a username by failing on purpose. So an address the
+username signed in from within ``LOGIN_KNOWN_ADDRESS_DAYS`` counts its failures for that
+username in a bucket of its own (the same ``LOGIN_FAILURES_PER_USERNAME``) and is not held
+by the username's lock: failing on purpose from elsewhere cannot keep its owner out of
+their usual address, and guessing from that address is limited as before.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ class SignInAttempt:
     ip_count: int
     username_count: int
     window_ends_in: int
+    # From an address the username signed in from lately: username_count is at this address.
+    known_address: bool = False
 
     @property
     def locks_if_it_fails(self) -> bool:
@@ -49,10 +57,27 @@ class SignInAttempt:
         )
 
 
-def _keys(*, ip: str | None, username: str, window: int) -> tuple[str, str]:
+def _digest(username: str) -> str:
     # Usernames are case-sensitive (so is the lock) and may hold any character: hash them.
-    digest = hashlib.sha256(username.encode()).hexdigest()[:32]
-    return f"signin-fail:ip:{ip or 'unknown'}:{window}", f"signin-fail:user:{digest}:{window}"
+    return hashlib.sha256(username.encode()).hexdigest()[:32]
+
+
+def _keys(*, ip: str | None, username: str, window: int, known: bool = False) -> tuple[str, str]:
+    """The address's bucket and the username's: its own, or, from a known address, the
+    username's at that address."""
+    user = f"signin-fail:user:{_digest(username)}:{window}"
+    if known:
+        user = f"signin-fail:user:{_digest(username)}:at:{ip}:{window}"
+    return f"signin-fail:ip:{ip or 'unknown'}:{window}", user
+
+
+def _known_key(*, ip: str, username: str) -> str:
+    return f"signin-known:{_digest(username)}:{ip}"
+
+
+def sign_in_address_known(*, ip: str | None, username: str) -> bool:
+    """The username signed in from this address within ``LOGIN_KNOWN_ADDRESS_DAYS``."""
+    return ip is not None and caches["default"].get(_known_key(ip=ip, username=username)) is not None
 
 
 def _add(keys: tuple[str, ...], delta: int, ttl: int) -> list[int]:
@@ -81,7 +106,8 @@ def sign_in_attempt_begin(*, ip: str | None, username: str) -> SignInAttempt:
     length = settings.LOGIN_FAILURE_WINDOW_SECONDS
     now = time.time()
     window = int(now // length)
-    keys = _keys(ip=ip, username=username, window=window)
+    known = sign_in_address_known(ip=ip, username=username)
+    keys = _keys(ip=ip, username=username, window=window, known=known)
     ttl = length + 1
     ip_count, username_count = _add(keys, 1, ttl)
     ends_in = max(math.ceil((window + 1) * length - now), 1)
@@ -90,15 +116,19 @@ def sign_in_attempt_begin(*, ip: str | None, username: str) -> SignInAttempt:
         raise SignInLocked(wait=ends_in)
     return SignInAttempt(
         ip_key=keys[0], username_key=keys[1], ip_count=ip_count, username_count=username_count,
-        window_ends_in=ends_in,
+        window_ends_in=ends_in, known_address=known,
     )
 
 
-def sign_in_attempt_succeeded(attempt: SignInAttempt) -> None:
-    """The attempt was no failure: hand it back to the address, and clear the username's
-    count (whoever knows the password has nothing left to guess)."""
+def sign_in_attempt_succeeded(attempt: SignInAttempt, *, ip: str | None, username: str) -> None:
+    """The attempt was no failure: hand it back to the address, clear the username's counts
+    (whoever knows the password has nothing left to guess), and know the address."""
     _add((attempt.ip_key,), -1, settings.LOGIN_FAILURE_WINDOW_SECONDS + 1)
-    caches["default"].delete(attempt.username_key)
+    window = int(time.time() // settings.LOGIN_FAILURE_WINDOW_SECONDS)
+    cache = caches["default"]
+    cache.delete_many([attempt.username_key, _keys(ip=ip, username=username, window=window)[1]])
+    if ip is not None:
+        cache.set(_known_key(ip=ip, username=username), 1, timeout=settings.LOGIN_KNOWN_ADDRESS_DAYS * 86400)
 
 
 def sign_in_failures_clear(*, username: str) -> None:

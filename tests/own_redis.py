@@ -36,6 +36,16 @@ class OwnRedis:
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
+    def caches(self) -> dict[str, dict[str, object]]:
+        """``settings.CACHES`` with the default cache on this Redis, giving up after 1 s."""
+        return {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": self.url(),
+                "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+            }
+        }
+
     def start(self) -> OwnRedis:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.process = subprocess.Popen(

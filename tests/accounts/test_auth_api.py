@@ -41,9 +41,10 @@ NOON = datetime(2031, 3, 4, 12, 0, 5, tzinfo=UTC)  # 5 s into a 15-minute window
 
 @pytest.fixture(autouse=True)
 def _no_failures_counted():
-    """Redis outlives a test: every test starts with no failed sign-ins or reset requests on record."""
+    """Redis outlives a test: every test starts with no failed sign-ins, known addresses or
+    reset requests on record."""
     client = cache._cache.get_client(write=True)
-    for pattern in ("signin-fail:*", "pwreset:*"):
+    for pattern in ("signin-fail:*", "signin-known:*", "pwreset:*"):
         for key in client.scan_iter(match=cache.make_key(pattern)):
             client.delete(key)
     yield
@@ -247,6 +248,37 @@ def test_a_username_is_locked_after_its_failures_even_for_the_right_password_unt
         assert browser.handshake().login("nina", "nina-Passw0rd-1").status_code == 200
 
 
+def test_failing_on_purpose_elsewhere_does_not_keep_a_user_out_of_an_address_they_signed_in_from(
+    nina, settings
+):
+    settings.LOGIN_FAILURES_PER_USERNAME = 3
+    with time_machine.travel(NOON, tick=False):
+        assert Browser(ip="198.51.100.20").handshake().login("nina", "nina-Passw0rd-1").status_code == 200
+        for n in range(3):
+            assert Browser(ip=f"192.0.2.{n}").handshake().login("nina", f"guess-{n}").status_code == 400
+
+        elsewhere = Browser(ip="192.0.2.9").handshake().login("nina", "nina-Passw0rd-1")
+        at_home = Browser(ip="198.51.100.20").handshake().login("nina", "nina-Passw0rd-1")
+
+    assert elsewhere.status_code == 429  # the username is locked for addresses it never signed in from
+    assert at_home.status_code == 200
+
+
+def test_guesses_from_a_known_address_are_limited_at_that_address(nina, settings):
+    settings.LOGIN_FAILURES_PER_USERNAME = 3
+    with time_machine.travel(NOON, tick=False):
+        assert Browser(ip="198.51.100.21").handshake().login("nina", "nina-Passw0rd-1").status_code == 200
+        guesser = Browser(ip="198.51.100.21").handshake()
+        codes = [guesser.login("nina", f"guess-{n}").status_code for n in range(3)]
+        right_password_there = guesser.login("nina", "nina-Passw0rd-1")
+        elsewhere = Browser(ip="192.0.2.40").handshake().login("nina", "nina-Passw0rd-1")
+
+    assert codes == [400, 400, 400] and right_password_there.status_code == 429
+    lock = AuditLog.objects.get(action="auth.login_locked")
+    assert lock.details["locked"] == ["username at a known address"]
+    assert elsewhere.status_code == 200  # those failures did not lock the username everywhere
+
+
 def test_an_address_is_locked_after_its_failures_whatever_the_username(nina, settings):
     settings.LOGIN_FAILURES_PER_IP = 3
     with time_machine.travel(NOON, tick=False):
@@ -444,13 +476,7 @@ def test_with_redis_down_the_reset_form_is_a_503_not_an_unlimited_mailer(
 ):
     browser = Browser().handshake()
     with OwnRedis() as redis, django_capture_on_commit_callbacks() as queued:
-        settings.CACHES = {
-            "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
-                "LOCATION": redis.url(),
-                "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
-            }
-        }
+        settings.CACHES = redis.caches()
         redis.stop()
         down = browser.post(RESET, {"email": "nina@acme.example"})
     assert down.status_code == 503 and int(down["Retry-After"]) > 0
@@ -472,11 +498,12 @@ def test_a_reset_unlocks_the_username_and_ends_its_sessions(nina, settings):
         attacker = Browser(ip="192.0.2.1").handshake()
         for _ in range(2):
             attacker.login("nina", "guess")
-        assert Browser().handshake().login("nina", "nina-Passw0rd-1").status_code == 429
+        # Locked for an address Nina never signed in from (127.0.0.1 she did: not held there).
+        assert Browser(ip="192.0.2.2").handshake().login("nina", "nina-Passw0rd-1").status_code == 429
 
         nina.refresh_from_db()  # the token covers last_login, which signing in changed
         _, uid, token = _link_parts(password_reset_link(nina))
-        browser = Browser().handshake()
+        browser = Browser(ip="192.0.2.2").handshake()
         reset = browser.post(RESET_CONFIRM, {"uid": uid, "token": token, "new_password": "a-New-Passw0rd-2"})
         assert reset.status_code == 200
         assert browser.login("nina", "a-New-Passw0rd-2").status_code == 200

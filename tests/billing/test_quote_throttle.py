@@ -54,13 +54,7 @@ def test_an_address_gets_its_quota_then_a_429_saying_when_and_other_addresses_ar
 def test_with_redis_down_quotes_are_answered_without_a_limit_and_that_is_said_once(catalogue, settings, caplog):
     _limit(settings, "2/min")
     with OwnRedis() as redis:
-        settings.CACHES = {
-            "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
-                "LOCATION": redis.url(),
-                "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
-            }
-        }
+        settings.CACHES = redis.caches()
         redis.stop()
         throttles._degraded.since = None
         caplog.set_level(logging.WARNING, logger="billing.plans.throttles")

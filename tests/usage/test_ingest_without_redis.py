@@ -23,13 +23,7 @@ URL = "/api/v1/usage/events/"
 def redis_cache(settings):
     """The cache on a Redis of the test's own, which it may stop."""
     with OwnRedis() as redis:
-        settings.CACHES = {
-            "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
-                "LOCATION": redis.url(),
-                "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
-            }
-        }
+        settings.CACHES = redis.caches()
         settings.REST_FRAMEWORK = {
             **django_settings.REST_FRAMEWORK,
             "DEFAULT_THROTTLE_RATES": {"usage_ingest": "3/min"},
