@@ -30,6 +30,7 @@ from accounts.auth import (
 from accounts.models import CompanyAPIKey
 from accounts.tenancy import company_by_reference, request_company
 from billing.plans.cache import feature_ids
+from billing.plans.models import LimitMode
 from core.errors import ApplicationError
 from core.middleware import client_ip
 from usage.extensions import summary_extended
@@ -155,6 +156,46 @@ class PlansView(APIView):
     authentication_classes = USER_OR_KEY_AUTH
     permission_classes = [IsCompanyUserOrAPIKey]
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "PlansOut",
+                {
+                    "tiers": inline_serializer(
+                        "PlanOut",
+                        {
+                            "code": serializers.CharField(),
+                            "name": serializers.CharField(),
+                            "monthly_price": serializers.IntegerField(help_text="Minor units (cents)."),
+                            "currency": serializers.CharField(),
+                            "limits": inline_serializer(
+                                "PlanLimitOut",
+                                {
+                                    "feature": serializers.CharField(),
+                                    "name": serializers.CharField(),
+                                    "unit": serializers.CharField(),
+                                    "included": serializers.IntegerField(
+                                        allow_null=True, help_text="Per period; null: unlimited."
+                                    ),
+                                    "overage_unit_price": serializers.IntegerField(help_text="Minor units per unit."),
+                                    "mode": serializers.ChoiceField(
+                                        choices=LimitMode.choices,
+                                        help_text="Beyond the included quantity: soft (billed), hard (refused), "
+                                        "capped (billed up to overage_cap per period, then refused).",
+                                    ),
+                                    "overage_cap": serializers.IntegerField(
+                                        allow_null=True, help_text="Capped mode: the most overage billed per period."
+                                    ),
+                                },
+                                many=True,
+                            ),
+                        },
+                        many=True,
+                    )
+                },
+            )
+        },
+        summary="The public plans with their prices and limits",
+    )
     def get(self, request):
         return Response({"tiers": plans_list()})

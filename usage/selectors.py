@@ -356,6 +356,8 @@ def plans_list() -> list[dict[str, Any]]:
                         "unit": limit.feature.unit,
                         "included": limit.included,
                         "overage_unit_price": limit.overage_unit_price,
+                        "mode": limit.mode,
+                        "overage_cap": limit.overage_cap,
                     }
                     for limit in sorted(
                         tier.limits.all(), key=lambda lim: (lim.feature.order, lim.feature.code)

@@ -234,7 +234,20 @@ def test_plans_lists_the_tiers_in_order(acme, member_client):
     ]
     assert tiers[0]["limits"][0] == {
         "feature": "quotes", "name": "Quotes", "unit": "quote", "included": 1000, "overage_unit_price": 5,
+        "mode": "soft", "overage_cap": None,
     }
+
+
+def test_plans_show_each_limits_mode_and_cap(acme, member_client):
+    TierLimit.objects.filter(tier__code="pro", feature__code="quotes").update(mode="hard")
+    TierLimit.objects.filter(tier__code="pro", feature__code="bulk_jobs").update(mode="capped", overage_cap=2_500)
+
+    tiers = {t["code"]: t for t in member_client(acme.owner).get("/api/v1/plans/").json()["tiers"]}
+
+    pro = {limit["feature"]: (limit["mode"], limit["overage_cap"]) for limit in tiers["pro"]["limits"]}
+    assert pro["quotes"] == ("hard", None)
+    assert pro["bulk_jobs"] == ("capped", 2_500)
+    assert {limit["mode"] for limit in tiers["starter"]["limits"]} == {"soft"}
 
 
 def test_plans_need_a_login_or_key(client):
