@@ -1,4 +1,5 @@
-"""``check --deploy``: the application's database role should own nothing and bypass nothing."""
+"""``check --deploy``: the application's database role should own nothing and bypass nothing,
+and no function that runs as the owner may look names up where the caller can plant them."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from typing import Any
 
 from django.core.checks import CheckMessage, Tags, Warning, register
 from django.db import DatabaseError, connections
+
+from trans_bot.db_roles import QUALIFIED_DEFINER_FUNCTIONS
 
 
 @register(Tags.database, Tags.security, deploy=True)
@@ -46,3 +49,46 @@ def check_application_role(app_configs: Any = None, **kwargs: Any) -> list[Check
             )
         )
     return problems
+
+
+def _pins_pg_temp_last(config: list[str] | None) -> bool:
+    for setting in config or ():
+        name, _, value = setting.partition("=")
+        if name == "search_path":
+            return [part.strip().strip('"') for part in value.split(",")][-1] == "pg_temp"
+    return False
+
+
+@register(Tags.database, Tags.security, deploy=True)
+def check_definer_functions(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A ``SECURITY DEFINER`` function runs as its owner. Unless its search path names
+    ``pg_temp`` last, or it names the schema of everything it uses
+    (``QUALIFIED_DEFINER_FUNCTIONS``, tests/security/test_definer_functions.py), a caller's
+    temporary domain or table of the same name as one it uses runs the caller's code with
+    the owner's rights (README, "Database roles")."""
+    connection = connections["default"]
+    if connection.vendor != "postgresql":
+        return []
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT p.proname, p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                "WHERE p.prosecdef AND n.nspname = current_schema() ORDER BY 1"
+            )
+            rows = cursor.fetchall()
+    except DatabaseError as exc:
+        return [Warning(f"Could not inspect the database's functions: {exc}", id="trans_bot.W003")]
+    unsafe = [
+        name for name, config in rows if name not in QUALIFIED_DEFINER_FUNCTIONS and not _pins_pg_temp_last(config)
+    ]
+    if not unsafe:
+        return []
+    return [
+        Warning(
+            f"SECURITY DEFINER function(s) {', '.join(unsafe)} look names up in the caller's search path "
+            "or temporary schema: the application role could make them run its own code as the owner.",
+            hint="Give each SET search_path = <schema>, pg_temp (or qualify every name and list it in "
+            "trans_bot.db_roles.QUALIFIED_DEFINER_FUNCTIONS, with a test).",
+            id="trans_bot.W004",
+        )
+    ]

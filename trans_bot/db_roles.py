@@ -117,6 +117,12 @@ def _default_privileges(*, owner: str, app: str) -> list[str]:
 
 
 # The owner's SECURITY DEFINER functions of usage migration 0006 (usage.partitions).
+# SECURITY DEFINER functions that keep no search path of their own because every name in
+# them is schema-qualified (tests/security/test_definer_functions.py plants shadows for
+# each); every other one must run with ``search_path = <schema>, pg_temp`` (check --deploy
+# warns, trans_bot.W004).
+QUALIFIED_DEFINER_FUNCTIONS = frozenset({"audit_append"})
+
 PARTITION_FUNCTIONS = (
     "usage_event_partition_create",
     "usage_event_default_months",

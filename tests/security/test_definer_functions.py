@@ -20,6 +20,7 @@ from audit.models import AuditLog, ChainHead
 from audit.selectors import audit_verify_chain
 from audit.services import Actor, audit_record
 from tests.owner import owner_execute
+from trans_bot.checks import check_definer_functions
 
 pytestmark = [
     pytest.mark.django_db,
@@ -131,3 +132,21 @@ def test_the_partition_functions_run_none_of_the_callers_types_or_tables():
     assert (dt.datetime(1999, 1, 1, tzinfo=dt.UTC),) not in months  # the planted table was not read
     _drop_temporary_tables("usage_usageevent_default")
     assert _run("SELECT to_regclass('public.usage_usageevent_p2031_01') IS NOT NULL") == [(True,)]
+
+
+def test_the_deploy_check_names_a_definer_function_that_does_not_search_pg_temp_last():
+    assert check_definer_functions() == []  # the project's own: audit_append and the partition functions
+    made = {
+        "tb_check_no_path": "",
+        "tb_check_temp_first": "SET search_path = pg_temp, public",
+        "tb_check_temp_last": "SET search_path = public, pg_temp",
+    }
+    try:
+        for name, config in made.items():
+            owner_execute(f"CREATE FUNCTION public.{name}() RETURNS int LANGUAGE sql SECURITY DEFINER {config} "
+                          "AS 'SELECT 1'")
+        (warning,) = check_definer_functions()
+    finally:
+        owner_execute("; ".join(f"DROP FUNCTION IF EXISTS public.{name}()" for name in made))
+    assert warning.id == "trans_bot.W004"
+    assert "tb_check_no_path, tb_check_temp_first look names up" in warning.msg
