@@ -3,6 +3,7 @@ and no function that runs as the owner may look names up where the caller can pl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.checks import CheckMessage, Tags, Warning, register
@@ -11,24 +12,40 @@ from django.db import DatabaseError, connections
 from trans_bot.db_roles import QUALIFIED_DEFINER_FUNCTIONS
 
 
+@dataclass(frozen=True)
+class _NotRead:
+    """What a check says instead: nothing (not PostgreSQL) or W003 (the catalogue unreadable)."""
+
+    messages: list[CheckMessage]
+
+
+def _catalogue_rows(sql: str, *, what: str) -> list[tuple[Any, ...]] | _NotRead:
+    """``sql``'s rows on the default database, if it is PostgreSQL and answers."""
+    connection = connections["default"]
+    if connection.vendor != "postgresql":
+        return _NotRead([])
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+            return cursor.fetchall()
+    except DatabaseError as exc:
+        return _NotRead([Warning(f"Could not inspect {what}: {exc}", id="trans_bot.W003")])
+
+
 @register(Tags.database, Tags.security, deploy=True)
 def check_application_role(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """A role that owns tables can switch the audit trigger off and rewrite history; a
     superuser or BYPASSRLS role ignores row-level security."""
-    connection = connections["default"]
-    if connection.vendor != "postgresql":
-        return []
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT current_user, r.rolsuper, r.rolbypassrls, "
-                "(SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                " WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p') AND n.nspname = 'public') "
-                "FROM pg_roles r WHERE r.rolname = current_user"
-            )
-            role, superuser, bypass_rls, owned = cursor.fetchone()
-    except DatabaseError as exc:
-        return [Warning(f"Could not inspect the database role: {exc}", id="trans_bot.W003")]
+    rows = _catalogue_rows(
+        "SELECT current_user, r.rolsuper, r.rolbypassrls, "
+        "(SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        " WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p') AND n.nspname = 'public') "
+        "FROM pg_roles r WHERE r.rolname = current_user",
+        what="the database role",
+    )
+    if not isinstance(rows, list):
+        return rows.messages
+    ((role, superuser, bypass_rls, owned),) = rows
     problems: list[CheckMessage] = []
     if superuser or bypass_rls:
         problems.append(
@@ -66,18 +83,13 @@ def check_definer_functions(app_configs: Any = None, **kwargs: Any) -> list[Chec
     (``QUALIFIED_DEFINER_FUNCTIONS``, tests/security/test_definer_functions.py), a caller's
     temporary domain or table of the same name as one it uses runs the caller's code with
     the owner's rights (README, "Database roles")."""
-    connection = connections["default"]
-    if connection.vendor != "postgresql":
-        return []
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT p.proname, p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-                "WHERE p.prosecdef AND n.nspname = current_schema() ORDER BY 1"
-            )
-            rows = cursor.fetchall()
-    except DatabaseError as exc:
-        return [Warning(f"Could not inspect the database's functions: {exc}", id="trans_bot.W003")]
+    rows = _catalogue_rows(
+        "SELECT p.proname, p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE p.prosecdef AND n.nspname = current_schema() ORDER BY 1",
+        what="the database's functions",
+    )
+    if not isinstance(rows, list):
+        return rows.messages
     unsafe = [
         name for name, config in rows if name not in QUALIFIED_DEFINER_FUNCTIONS and not _pins_pg_temp_last(config)
     ]
